@@ -1,0 +1,11 @@
+module github.com/enginekit/enginekit
+
+go 1.24.0
+
+require (
+	github.com/go-sql-driver/mysql v1.10.1
+	github.com/lib/pq v1.12.3
+	github.com/mattn/go-sqlite3 v1.14.53
+)
+
+require filippo.io/edwards25519 v1.2.0 // indirect
