@@ -8,4 +8,8 @@ require (
 	github.com/mattn/go-sqlite3 v1.14.53
 )
 
-require filippo.io/edwards25519 v1.2.0 // indirect
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/jmoiron/sqlx v1.4.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	mysqldrv "github.com/go-sql-driver/mysql"
+	"github.com/lib/pq"
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -39,6 +40,9 @@ func (c Class) Has(x Class) bool { return c&x == x }
 type sqlStater interface{ SQLState() string }
 
 func classifyPostgres(err error) Class {
+	if errors.Is(err, pq.ErrInFailedTransaction) { // COMMIT of an aborted transaction: lib/pq rolled it back
+		return Aborting
+	}
 	var e sqlStater
 	if !errors.As(err, &e) {
 		return 0
@@ -115,4 +119,13 @@ func classifyTransport(err error) Class {
 		return ConnLost | Aborting
 	}
 	return 0
+}
+
+// ClassifyAny classifies an error from any of the supported drivers. Their
+// error types are distinct, so at most one family recognises it.
+func ClassifyAny(err error) Class {
+	if err == nil {
+		return 0
+	}
+	return classifyPostgres(err) | classifyMySQL(err) | classifySQLite(err) | classifyTransport(err)
 }

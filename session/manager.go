@@ -1,0 +1,162 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+)
+
+// Manager opens session and transaction scopes on one database and carries
+// them through context.Context. It is safe for use by many goroutines.
+type Manager struct {
+	w, r  *sqlx.DB // writer pool; reader pool for read-only scopes (nil: the writer)
+	d     *dialect.Dialect
+	cfg   config
+	pool  poolQuerier
+	bind  binder
+	key   scopeKey
+	kill  context.Context // cancelled when Close gives up waiting
+	abort context.CancelCauseFunc
+
+	mu     sync.Mutex
+	closed bool
+	active int           // scopes in flight
+	idle   chan struct{} // closed once closed and active == 0
+
+	waiting  atomic.Int64
+	timeouts atomic.Int64
+}
+
+// scopeKey is the context key of one Manager's scopes: a scope of one
+// database is never seen by another's Manager.
+type scopeKey struct{ m *Manager }
+
+// errClosing is the cause of a scope cut short by Close.
+var errClosing = fmt.Errorf("%w while the scope ran: %w", ErrClosed, context.Canceled)
+
+// New returns a Manager over db, the writer pool. db's driver name must be
+// the real one (postgres, pgx, mysql, sqlite3).
+func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
+	if db == nil {
+		return nil, errors.New("session: New needs a *sqlx.DB")
+	}
+	d, err := dialect.For(db.DriverName())
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	cfg := config{retry: DefaultRetryPolicy()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m := &Manager{w: db, r: cfg.reader, d: d, cfg: cfg, idle: make(chan struct{})}
+	m.bind = binder{driver: db.DriverName(), bindType: sqlx.BindType(db.DriverName())}
+	m.pool = poolQuerier{binder: m.bind, m: m, db: db}
+	m.key = scopeKey{m}
+	m.kill, m.abort = context.WithCancelCause(context.Background())
+	return m, nil
+}
+
+// Q returns the Querier of the scope in ctx (its transaction or pinned
+// connection), or the pool outside any scope of this Manager. Through the
+// context of a scope that has ended, every statement fails with
+// ErrScopeEnded: it never falls back to the pool.
+func (m *Manager) Q(ctx context.Context) Querier {
+	if s := m.current(ctx); s != nil && (s.conn != nil || s.ended.Load()) {
+		return &s.q
+	}
+	return &m.pool
+}
+
+// InTx reports whether ctx carries a live transaction of this Manager.
+func (m *Manager) InTx(ctx context.Context) bool {
+	s := m.current(ctx)
+	return s != nil && s.tx != nil && !s.ended.Load()
+}
+
+// current returns this Manager's innermost scope in ctx, or nil.
+func (m *Manager) current(ctx context.Context) *scope {
+	s, _ := ctx.Value(m.key).(*scope)
+	return s
+}
+
+// Stats are the Manager's own figures; the pools' are in sql.DBStats.
+type Stats struct {
+	Active          int   // scopes in flight
+	Waiting         int64 // callers taking a connection from a pool right now
+	AcquireTimeouts int64 // ErrAcquireTimeout returned so far
+}
+
+// Stats returns the Manager's figures.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	active := m.active
+	m.mu.Unlock()
+	return Stats{Active: active, Waiting: m.waiting.Load(), AcquireTimeouts: m.timeouts.Load()}
+}
+
+// Close refuses new scopes (they return ErrClosed) and waits for those in
+// flight. If ctx ends first, it cancels their contexts, so they roll back,
+// and returns the ctx error. It does not close the pools: their owner does.
+// Close may be called more than once.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		if m.active == 0 {
+			close(m.idle)
+		}
+	}
+	m.mu.Unlock()
+	select {
+	case <-m.idle:
+		return nil
+	case <-ctx.Done():
+		m.abort(errClosing)
+		return ctx.Err()
+	}
+}
+
+// enter counts a new outermost scope in, unless the Manager is closed.
+func (m *Manager) enter() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.active++
+	return nil
+}
+
+func (m *Manager) leave() {
+	m.mu.Lock()
+	m.active--
+	if m.closed && m.active == 0 {
+		close(m.idle)
+	}
+	m.mu.Unlock()
+}
+
+// acquire takes a connection from pool, waiting at most the acquire timeout.
+func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error) {
+	m.waiting.Add(1)
+	defer m.waiting.Add(-1)
+	if m.cfg.acquireTimeout <= 0 {
+		return pool.Connx(ctx)
+	}
+	actx, cancel := context.WithTimeout(ctx, m.cfg.acquireTimeout)
+	c, err := pool.Connx(actx)
+	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		m.timeouts.Add(1)
+		st := pool.Stats()
+		return nil, fmt.Errorf("%w: no connection free within %s (%d of %d in use)",
+			ErrAcquireTimeout, m.cfg.acquireTimeout, st.InUse, st.MaxOpenConnections)
+	}
+	return c, err
+}

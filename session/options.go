@@ -1,0 +1,115 @@
+package session
+
+import (
+	"database/sql"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Option configures a Manager.
+type Option func(*config)
+
+type config struct {
+	reader         *sqlx.DB
+	acquireTimeout time.Duration
+	retry          RetryPolicy
+}
+
+// WithReader gives the Manager a separate pool for read-only scopes: on
+// SQLite, a pool of connections opened with query_only. Without it, SQLite
+// read-only scopes run on the writer with PRAGMA query_only around them.
+func WithReader(db *sqlx.DB) Option { return func(c *config) { c.reader = db } }
+
+// WithAcquireTimeout bounds how long a scope, or a statement outside any
+// scope that Q runs through Exec, Get or Select, waits for a free pool
+// connection; longer fails with ErrAcquireTimeout. Zero waits as long as
+// the ctx allows.
+func WithAcquireTimeout(d time.Duration) Option { return func(c *config) { c.acquireTimeout = d } }
+
+// WithRetryPolicy sets the default retry policy of transaction scopes.
+func WithRetryPolicy(p RetryPolicy) Option { return func(c *config) { c.retry = p } }
+
+// Mode is a propagation mode: what a scope does when the context already
+// carries a transaction of the same Manager.
+type Mode uint8
+
+const (
+	// Required joins the current transaction, or begins one. The default.
+	Required Mode = iota
+	// RequiresNew always begins a transaction of its own on another
+	// connection; the current one, if any, waits.
+	RequiresNew
+	// Nested runs in a savepoint of the current transaction, or begins one.
+	// A failure rolls back to the savepoint and leaves the outer
+	// transaction usable.
+	Nested
+	// Mandatory joins the current transaction; without one it fails with
+	// ErrNoTransaction.
+	Mandatory
+	// Supports joins the current transaction, or runs without one.
+	Supports
+	// NotSupported runs without a transaction: statements go to the pool,
+	// outside the current transaction, which waits.
+	NotSupported
+	// Never runs without a transaction; inside one it fails with
+	// ErrTransactionExists.
+	Never
+)
+
+var modeNames = [...]string{"Required", "RequiresNew", "Nested", "Mandatory", "Supports", "NotSupported", "Never"}
+
+func (m Mode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return "Mode(?)"
+}
+
+// RetryPolicy says how a transaction scope that owns its transaction runs
+// it again after a retryable failure.
+type RetryPolicy struct {
+	MaxAttempts int           // attempts in all, the first included; <= 1 means no retry
+	BaseDelay   time.Duration // the backoff before attempt n+1 is random in [0, min(MaxDelay, BaseDelay*2^(n-1))]
+	MaxDelay    time.Duration
+	// RetryOn, when set, names further errors to retry (a unique violation,
+	// say), on top of the built-in classes.
+	RetryOn func(error) bool
+}
+
+// DefaultRetryPolicy is the policy of transaction scopes unless a Manager
+// option or a TxOption says otherwise: 3 attempts, backoff from 5ms to 250ms.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 250 * time.Millisecond}
+}
+
+// TxOption configures one scope.
+type TxOption func(*txConfig)
+
+type txConfig struct {
+	mode      Mode
+	isolation sql.IsolationLevel
+	timeout   time.Duration
+	retry     RetryPolicy
+	label     string
+}
+
+// Propagation sets the propagation mode (Required by default).
+func Propagation(p Mode) TxOption { return func(c *txConfig) { c.mode = p } }
+
+// Isolation sets the isolation level of a transaction this scope begins.
+// A level the database does not support is an error before BEGIN. A scope
+// that joins a transaction runs at that transaction's level.
+func Isolation(level sql.IsolationLevel) TxOption { return func(c *txConfig) { c.isolation = level } }
+
+// Timeout bounds the scope, each attempt, with a deadline.
+func Timeout(d time.Duration) TxOption { return func(c *txConfig) { c.timeout = d } }
+
+// Retry sets the retry policy of the scope.
+func Retry(p RetryPolicy) TxOption { return func(c *txConfig) { c.retry = p } }
+
+// NoRetry turns retries off for the scope.
+func NoRetry() TxOption { return func(c *txConfig) { c.retry = RetryPolicy{MaxAttempts: 1} } }
+
+// Label names the scope in metrics and logs.
+func Label(name string) TxOption { return func(c *txConfig) { c.label = name } }

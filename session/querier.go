@@ -1,0 +1,213 @@
+package session
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Querier runs statements. Q returns one for the scope in a context: its
+// transaction, its pinned connection, or the pool outside any scope.
+type Querier interface {
+	sqlx.ExtContext // QueryContext, QueryxContext, QueryRowxContext, ExecContext, DriverName, Rebind, BindNamed
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+	NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error)
+}
+
+// target is what a scope's statements run on: *sqlx.Tx or *sqlx.Conn.
+type target interface {
+	sqlx.QueryerContext
+	sqlx.ExecerContext
+}
+
+var (
+	_ Querier = (*scopeQuerier)(nil)
+	_ Querier = (*poolQuerier)(nil)
+	_ target  = (*sqlx.Tx)(nil)
+	_ target  = (*sqlx.Conn)(nil)
+)
+
+// binder gives the placeholder helpers every Querier shares.
+type binder struct {
+	driver   string
+	bindType int
+}
+
+func (b binder) DriverName() string { return b.driver }
+func (b binder) Rebind(query string) string {
+	return sqlx.Rebind(b.bindType, query)
+}
+func (b binder) BindNamed(query string, arg any) (string, []any, error) {
+	return sqlx.BindNamed(b.bindType, query, arg)
+}
+
+// scopeQuerier runs statements in a scope: it refuses them once the scope
+// has ended or its transaction is aborted, and observes every error.
+type scopeQuerier struct {
+	binder
+	s *scope
+}
+
+func (q *scopeQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	t, err := q.s.target()
+	if err != nil {
+		return nil, err
+	}
+	res, err := t.ExecContext(ctx, query, args...)
+	if err != nil {
+		return nil, q.s.observe(err)
+	}
+	return res, nil
+}
+
+func (q *scopeQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	t, err := q.s.target()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, q.s.observe(err)
+	}
+	return rows, nil
+}
+
+func (q *scopeQuerier) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
+	t, err := q.s.target()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.QueryxContext(ctx, query, args...)
+	if err != nil {
+		return nil, q.s.observe(err)
+	}
+	return rows, nil
+}
+
+func (q *scopeQuerier) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
+	t, err := q.s.target()
+	if err != nil {
+		// A Row can only be made by running a query: run it on a context
+		// that is already done, which database/sql checks before it takes
+		// a connection, so nothing reaches the server.
+		return q.s.m.w.QueryRowxContext(failedContext{ctx, err}, query, args...)
+	}
+	row := t.QueryRowxContext(ctx, query, args...)
+	if err := row.Err(); err != nil {
+		q.s.observe(err)
+	}
+	return row
+}
+
+func (q *scopeQuerier) GetContext(ctx context.Context, dest any, query string, args ...any) error {
+	t, err := q.s.target()
+	if err != nil {
+		return err
+	}
+	if err := sqlx.GetContext(ctx, t, dest, query, args...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		return q.s.observe(err)
+	}
+	return nil
+}
+
+func (q *scopeQuerier) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
+	t, err := q.s.target()
+	if err != nil {
+		return err
+	}
+	if err := sqlx.SelectContext(ctx, t, dest, query, args...); err != nil {
+		return q.s.observe(err)
+	}
+	return nil
+}
+
+func (q *scopeQuerier) NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error) {
+	return sqlx.NamedExecContext(ctx, q, query, arg)
+}
+
+// poolQuerier runs statements outside any scope. With an acquire timeout,
+// Exec, Get and Select take their connection under it; the row-streaming
+// calls hand the connection to the returned rows and are bounded by their
+// ctx alone.
+type poolQuerier struct {
+	binder
+	m  *Manager
+	db *sqlx.DB
+}
+
+// conn takes a connection for one statement, under the acquire timeout.
+func (q *poolQuerier) conn(ctx context.Context) (*sqlx.Conn, error) {
+	return q.m.acquire(ctx, q.db)
+}
+
+func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if q.m.cfg.acquireTimeout <= 0 {
+		return q.db.ExecContext(ctx, query, args...)
+	}
+	c, err := q.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ExecContext(ctx, query, args...)
+}
+
+func (q *poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.db.QueryContext(ctx, query, args...)
+}
+
+func (q *poolQuerier) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
+	return q.db.QueryxContext(ctx, query, args...)
+}
+
+func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
+	return q.db.QueryRowxContext(ctx, query, args...)
+}
+
+func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, args ...any) error {
+	if q.m.cfg.acquireTimeout <= 0 {
+		return q.db.GetContext(ctx, dest, query, args...)
+	}
+	c, err := q.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.GetContext(ctx, dest, query, args...)
+}
+
+func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
+	if q.m.cfg.acquireTimeout <= 0 {
+		return q.db.SelectContext(ctx, dest, query, args...)
+	}
+	c, err := q.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.SelectContext(ctx, dest, query, args...)
+}
+
+func (q *poolQuerier) NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error) {
+	return sqlx.NamedExecContext(ctx, q, query, arg)
+}
+
+// failedContext is a context that is already done with a given error. It
+// only ever reaches database/sql, which returns Err before doing anything.
+type failedContext struct {
+	context.Context
+	err error
+}
+
+func (c failedContext) Done() <-chan struct{}       { return closedChan }
+func (c failedContext) Err() error                  { return c.err }
+func (c failedContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

@@ -1,0 +1,562 @@
+package session
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+)
+
+// scope is one scope in a context: a pinned connection, the transaction
+// begun on it, or a savepoint in that transaction. Scopes that join a
+// transaction (Required, Mandatory, Supports) reuse the scope they join.
+type scope struct {
+	m         *Manager
+	parent    *scope     // the enclosing scope of the same Manager
+	conn      *sqlx.Conn // nil in a suspended scope (NotSupported)
+	reader    bool       // conn is from the reader pool
+	ownsConn  bool
+	tx        *txn   // nil outside a transaction
+	savepoint string // set in a Nested scope
+	readOnly  bool
+	q         scopeQuerier
+	ended     atomic.Bool
+
+	mu          sync.Mutex
+	aborted     error // a Nested scope: a statement error aborted its savepoint
+	failure     error // an inner scope failed: roll back (rollback-only)
+	afterCommit []func(context.Context)
+}
+
+// txn is a physical transaction, shared by the scopes in it.
+type txn struct {
+	tx      *sqlx.Tx
+	aborted atomic.Pointer[error] // the error that aborted the whole transaction
+	seq     atomic.Int64          // savepoint names
+}
+
+func (t *txn) abort(err error) { t.aborted.CompareAndSwap(nil, &err) }
+
+// innermostTxKey finds the innermost transaction scope of any Manager.
+type innermostTxKey struct{}
+
+// scopeCtx carries a scope; one allocation answers both keys.
+type scopeCtx struct {
+	context.Context
+	s *scope
+}
+
+func (c *scopeCtx) Value(key any) any {
+	switch k := key.(type) {
+	case scopeKey:
+		if k.m == c.s.m {
+			return c.s
+		}
+	case innermostTxKey:
+		if c.s.tx != nil {
+			return c.s
+		}
+		if c.s.conn == nil { // suspended: no transaction here
+			return nil
+		}
+	}
+	return c.Context.Value(key)
+}
+
+var errPanicked = errors.New("session: an inner scope panicked")
+
+// Tx runs fn in a transaction scope: by default it joins the transaction in
+// ctx or begins one, commits when fn returns nil and rolls back otherwise.
+// A transaction Tx begins is retried on retryable failures (see Retry).
+// A panic in fn rolls back and goes on with the original value. When ctx is
+// cancelled, the transaction rolls back and Tx returns the ctx error.
+func (m *Manager) Tx(ctx context.Context, fn func(ctx context.Context) error, opts ...TxOption) error {
+	return m.scope(ctx, fn, false, opts)
+}
+
+// ReadOnly is Tx for a read-only transaction: a write in it fails with
+// ErrReadOnly. Inside a write transaction it joins that transaction and
+// sees its writes. On SQLite it runs on the query-only reader pool.
+func (m *Manager) ReadOnly(ctx context.Context, fn func(ctx context.Context) error, opts ...TxOption) error {
+	return m.scope(ctx, fn, true, opts)
+}
+
+// Tx is Manager.Tx for a fn that returns a value.
+func Tx[T any](ctx context.Context, m *Manager, fn func(ctx context.Context) (T, error), opts ...TxOption) (T, error) {
+	var out T
+	err := m.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = fn(ctx)
+		return err
+	}, opts...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
+}
+
+// AfterCommit registers fn to run once after the innermost transaction in
+// ctx (of any Manager) commits for good, with the context its scope was
+// opened with. It is dropped when that transaction rolls back. Outside any
+// transaction fn runs at once.
+func AfterCommit(ctx context.Context, fn func(ctx context.Context)) {
+	s, _ := ctx.Value(innermostTxKey{}).(*scope)
+	if s == nil || s.ended.Load() {
+		fn(ctx)
+		return
+	}
+	s.mu.Lock()
+	s.afterCommit = append(s.afterCommit, fn)
+	s.mu.Unlock()
+}
+
+// Conn runs fn with a connection pinned for its duration, without a
+// transaction: session state (temporary tables, SET) holds across fn's
+// statements. Inside another scope of this Manager it reuses its connection.
+func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) error {
+	cur := m.current(ctx)
+	if cur != nil && cur.conn != nil {
+		if cur.ended.Load() {
+			return ErrScopeEnded
+		}
+		return fn(ctx)
+	}
+	if err := m.enter(); err != nil {
+		return err
+	}
+	defer m.leave()
+	sctx, done := m.scopeContext(ctx, 0)
+	defer done()
+	conn, err := m.acquire(sctx, m.w)
+	if err != nil {
+		return ctxErr(sctx, err)
+	}
+	defer conn.Close()
+	s := m.newScope(cur, conn)
+	s.ownsConn = true
+	defer s.ended.Store(true)
+	if err := fn(&scopeCtx{sctx, s}); err != nil {
+		return ctxErr(sctx, err)
+	}
+	return nil
+}
+
+func (m *Manager) newScope(parent *scope, conn *sqlx.Conn) *scope {
+	s := &scope{m: m, parent: parent, conn: conn}
+	s.q = scopeQuerier{binder: m.bind, s: s}
+	return s
+}
+
+// scopeContext derives the context of a scope that owns a connection: it
+// ends with the scope, after timeout, or when Close gives up waiting.
+func (m *Manager) scopeContext(ctx context.Context, timeout time.Duration) (context.Context, func()) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(m.kill, func() { cancel(errClosing) })
+	if timeout <= 0 {
+		return sctx, func() { stop(); cancel(nil) }
+	}
+	tctx, cancelTimeout := context.WithTimeout(sctx, timeout)
+	return tctx, func() { cancelTimeout(); stop(); cancel(nil) }
+}
+
+// ctxErr returns the cause of ctx's end when it has ended (not the
+// sql.ErrTxDone or driver error its end provoked), else err.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, readOnly bool, opts []TxOption) error {
+	c := txConfig{retry: m.cfg.retry}
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := m.d.CheckIsolation(c.isolation); err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	cur := m.current(ctx)
+	if cur != nil && cur.ended.Load() {
+		return ErrScopeEnded
+	}
+	inTx := cur != nil && cur.tx != nil
+	switch c.mode {
+	case Required:
+		if inTx {
+			return cur.join(ctx, fn, readOnly)
+		}
+	case RequiresNew:
+	case Nested:
+		if inTx {
+			return cur.nested(ctx, fn, readOnly)
+		}
+	case Mandatory:
+		if !inTx {
+			return ErrNoTransaction
+		}
+		return cur.join(ctx, fn, readOnly)
+	case Supports:
+		if inTx {
+			return cur.join(ctx, fn, readOnly)
+		}
+		return fn(ctx)
+	case NotSupported:
+		if !inTx {
+			return fn(ctx)
+		}
+		s := m.newScope(cur, nil) // suspends cur: Q(ctx) is the pool again
+		defer s.ended.Store(true)
+		return fn(&scopeCtx{ctx, s})
+	case Never:
+		if inTx {
+			return ErrTransactionExists
+		}
+		return fn(ctx)
+	default:
+		return fmt.Errorf("session: unknown propagation mode %d", c.mode)
+	}
+	return m.begin(ctx, cur, fn, readOnly, &c)
+}
+
+// begin runs fn in a transaction of its own, retrying it per c.retry.
+func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig) error {
+	if err := m.enter(); err != nil {
+		return err
+	}
+	defer m.leave()
+	for attempt := 1; ; attempt++ {
+		callbacks, err := m.attempt(ctx, parent, fn, readOnly, c)
+		if err == nil {
+			for _, f := range callbacks {
+				f(ctx)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || !c.retryable(m.d, err) {
+			return err
+		}
+		if attempt >= c.retry.MaxAttempts {
+			if attempt == 1 {
+				return err
+			}
+			return &RetryError{Attempts: attempt, Err: err}
+		}
+		if werr := m.backoff(ctx, c.retry, attempt); werr != nil {
+			return fmt.Errorf("%w (after %d attempts, the last failed with: %w)", werr, attempt, err)
+		}
+	}
+}
+
+func (c *txConfig) retryable(d *dialect.Dialect, err error) bool {
+	if errors.Is(err, ErrAmbiguousCommit) || errors.Is(err, ErrClosed) || errors.Is(err, ErrAcquireTimeout) {
+		return false
+	}
+	return d.Classify(err).Has(dialect.Retryable) || (c.retry.RetryOn != nil && c.retry.RetryOn(err))
+}
+
+// backoff waits before attempt+1: full jitter, capped, cut short by ctx.
+func (m *Manager) backoff(ctx context.Context, p RetryPolicy, attempt int) error {
+	d := p.MaxDelay
+	if shift := attempt - 1; shift < 32 && p.BaseDelay<<shift > 0 && (d <= 0 || p.BaseDelay<<shift < d) {
+		d = p.BaseDelay << shift
+	}
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(rand.N(d + 1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-m.kill.Done():
+		return errClosing
+	}
+}
+
+// attempt runs fn once in a new transaction. It returns the callbacks
+// registered with AfterCommit when the transaction committed.
+func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig) ([]func(context.Context), error) {
+	sctx, done := m.scopeContext(ctx, c.timeout)
+	defer done()
+	s := m.newScope(parent, nil)
+	s.readOnly = readOnly
+	if parent != nil && parent.conn != nil && c.mode != RequiresNew {
+		s.conn, s.reader = parent.conn, parent.reader
+	} else {
+		pool := m.w
+		if readOnly && m.r != nil {
+			pool, s.reader = m.r, true
+		}
+		if c.mode == RequiresNew {
+			if err := checkSpare(parent, pool, s.reader); err != nil {
+				return nil, err
+			}
+		}
+		conn, err := m.acquire(sctx, pool)
+		if err != nil {
+			return nil, ctxErr(sctx, err)
+		}
+		defer conn.Close()
+		s.conn, s.ownsConn = conn, true
+	}
+	if readOnly && !s.reader && m.d == dialect.SQLite() {
+		// SQLite has no read-only transaction: the connection is made
+		// query-only for the scope.
+		if err := setQueryOnly(sctx, s.conn, true); err != nil {
+			return nil, ctxErr(sctx, err)
+		}
+		defer setQueryOnly(context.WithoutCancel(sctx), s.conn, false)
+	}
+	tx, err := s.conn.BeginTxx(sctx, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})
+	if err != nil {
+		return nil, ctxErr(sctx, err)
+	}
+	s.tx = &txn{tx: tx}
+	finished := false
+	defer func() {
+		s.ended.Store(true)
+		if !finished { // fn panicked
+			_ = tx.Rollback()
+		}
+	}()
+	err = fn(&scopeCtx{sctx, s})
+	finished = true
+	return s.finish(sctx, err)
+}
+
+// checkSpare fails fast when the enclosing scopes already hold every
+// connection pool may open, so waiting for another could only time out.
+func checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
+	max := pool.Stats().MaxOpenConnections
+	if max <= 0 {
+		return nil
+	}
+	held := 0
+	for p := parent; p != nil; p = p.parent {
+		if p.ownsConn && p.reader == reader {
+			held++
+		}
+	}
+	if held < max {
+		return nil
+	}
+	return fmt.Errorf("%w: RequiresNew needs another connection, but the enclosing scopes hold all %d the pool may open",
+		ErrAcquireTimeout, max)
+}
+
+// setQueryOnly turns SQLite's query_only pragma on or off. A connection
+// that cannot be reset is discarded rather than given back read-only.
+func setQueryOnly(ctx context.Context, conn *sqlx.Conn, on bool) error {
+	q := "PRAGMA query_only = 0"
+	if on {
+		q = "PRAGMA query_only = 1"
+	}
+	_, err := conn.ExecContext(ctx, q)
+	if err != nil && !on {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
+}
+
+// finish ends the transaction of the scope that began it.
+func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context), error) {
+	tx := s.tx.tx
+	if ctx.Err() != nil {
+		_ = tx.Rollback()
+		return nil, context.Cause(ctx)
+	}
+	cause := s.rollbackCause()
+	if fnErr == nil && cause == nil {
+		if err := tx.Commit(); err != nil {
+			return nil, s.m.commitError(ctx, err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.afterCommit, nil
+	}
+	err := fnErr
+	switch {
+	case err == nil:
+		err = fmt.Errorf("%w: %w", ErrUnexpectedRollback, cause)
+	case cause != nil && !errors.Is(err, cause) && s.m.d.Classify(cause).Has(dialect.Retryable):
+		// fn returned an error of its own after a retryable one aborted
+		// the transaction: keep both, so that the attempt is retried.
+		err = fmt.Errorf("%w (the transaction was aborted by: %w)", err, cause)
+	}
+	if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+		err = errors.Join(err, fmt.Errorf("session: rollback: %w", rbErr))
+	}
+	return nil, err
+}
+
+// commitError turns a COMMIT failure into what the caller needs to know.
+func (m *Manager) commitError(ctx context.Context, err error) error {
+	if ctx.Err() != nil && (errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return context.Cause(ctx) // rolled back by database/sql before COMMIT was sent
+	}
+	c := m.d.Classify(err)
+	switch {
+	case c.Has(dialect.ConnLost):
+		return fmt.Errorf("%w: %w", ErrAmbiguousCommit, err)
+	case c.Has(dialect.Retryable):
+		return err
+	case c.Has(dialect.Aborting):
+		return fmt.Errorf("%w at commit: %w", ErrUnexpectedRollback, err)
+	}
+	return err
+}
+
+// rollbackCause is why the scope must roll back though fn succeeded.
+func (s *scope) rollbackCause() error {
+	if p := s.tx.aborted.Load(); p != nil {
+		return *p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted != nil {
+		return s.aborted
+	}
+	return s.failure
+}
+
+func (s *scope) fail(err error) {
+	s.mu.Lock()
+	if s.failure == nil {
+		s.failure = err
+	}
+	s.mu.Unlock()
+}
+
+// join runs fn in the transaction of s. A failure marks it rollback-only.
+func (s *scope) join(ctx context.Context, fn func(context.Context) error, readOnly bool) error {
+	if !readOnly && s.readOnly {
+		return fmt.Errorf("%w: a read-write scope cannot join a read-only transaction", ErrReadOnly)
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			s.fail(errPanicked)
+		}
+	}()
+	err := fn(ctx)
+	finished = true
+	if err != nil {
+		s.fail(err)
+	}
+	return err
+}
+
+// nested runs fn in a savepoint of the transaction of s.
+func (s *scope) nested(ctx context.Context, fn func(context.Context) error, readOnly bool) error {
+	if !readOnly && s.readOnly {
+		return fmt.Errorf("%w: a read-write scope cannot nest in a read-only transaction", ErrReadOnly)
+	}
+	name := "enginekit_sp" + strconv.FormatInt(s.tx.seq.Add(1), 10)
+	if _, err := s.q.ExecContext(ctx, s.m.d.Savepoint(name)); err != nil {
+		return err
+	}
+	ns := s.m.newScope(s, s.conn)
+	ns.reader, ns.tx, ns.savepoint, ns.readOnly = s.reader, s.tx, name, s.readOnly
+	finished := false
+	defer func() {
+		ns.ended.Store(true)
+		if !finished { // fn panicked
+			ns.rollbackTo(ctx)
+		}
+	}()
+	err := fn(&scopeCtx{ctx, ns})
+	finished = true
+	if ctx.Err() != nil {
+		ns.rollbackTo(ctx)
+		return context.Cause(ctx)
+	}
+	if err == nil {
+		cause := ns.rollbackCause()
+		if cause == nil {
+			if _, err := s.q.ExecContext(ctx, s.m.d.ReleaseSavepoint(name)); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.afterCommit = append(s.afterCommit, ns.afterCommit...)
+			s.mu.Unlock()
+			return nil
+		}
+		err = fmt.Errorf("%w to a savepoint: %w", ErrUnexpectedRollback, cause)
+	}
+	ns.rollbackTo(ctx)
+	return err
+}
+
+// rollbackTo undoes a Nested scope's work. When the whole transaction is
+// already lost, or the savepoint cannot be restored, the owner rolls back.
+func (ns *scope) rollbackTo(ctx context.Context) {
+	t := ns.tx
+	if t.aborted.Load() != nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	for _, q := range []string{ns.m.d.RollbackToSavepoint(ns.savepoint), ns.m.d.ReleaseSavepoint(ns.savepoint)} {
+		if _, err := t.tx.ExecContext(ctx, q); err != nil {
+			t.abort(fmt.Errorf("session: %s: %w", q, err))
+			return
+		}
+	}
+}
+
+// target is what the scope's statements run on, or why none may run.
+func (s *scope) target() (target, error) {
+	if s.ended.Load() {
+		return nil, ErrScopeEnded
+	}
+	if s.tx == nil {
+		return s.conn, nil
+	}
+	if p := s.tx.aborted.Load(); p != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAborted, *p)
+	}
+	if s.savepoint != "" {
+		s.mu.Lock()
+		aborted := s.aborted
+		s.mu.Unlock()
+		if aborted != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAborted, aborted)
+		}
+	}
+	return s.tx.tx, nil
+}
+
+// observe records what a statement's error means for the scope.
+func (s *scope) observe(err error) error {
+	c := s.m.d.Classify(err)
+	if c.Has(dialect.ReadOnly) {
+		err = fmt.Errorf("%w: %w", ErrReadOnly, err)
+	}
+	if s.tx == nil || !c.Has(dialect.Aborting) {
+		return err
+	}
+	if s.savepoint != "" && !c.Has(dialect.Retryable) && !c.Has(dialect.ConnLost) {
+		// PostgreSQL: the error aborts the savepoint, not the transaction.
+		s.mu.Lock()
+		if s.aborted == nil {
+			s.aborted = err
+		}
+		s.mu.Unlock()
+		return err
+	}
+	s.tx.abort(err)
+	return err
+}
