@@ -1,0 +1,257 @@
+package dbfx
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sentinel errors, matched with errors.Is.
+var (
+	// ErrConfig: the Config is invalid. The message names every bad field.
+	ErrConfig = errors.New("dbfx: invalid config")
+	// ErrConnect: the database did not answer within ConnectTimeout, or
+	// refused the connection.
+	ErrConnect = errors.New("dbfx: cannot connect")
+	// ErrMigration: a migration failed at start.
+	ErrMigration = errors.New("dbfx: migration failed")
+)
+
+// Config configures one engine. The zero value of a field means its
+// default; the pool fields map SQLAlchemy's pool settings onto database/sql.
+type Config struct {
+	Name            string        // engine name, default "primary"; labels metrics, names Fx values
+	Driver          string        // "postgres", "pgx", "mysql" or "sqlite3"; inferred from DSN when empty
+	DSN             string        // postgres://..., mysql DSN or mysql://..., file path / file: URI / :memory:
+	Replicas        []string      // read-only DSNs for read-only scopes (not supported yet: rejected)
+	MaxOpenConns    int           // pool_size + max_overflow; default 15
+	MaxIdleConns    int           // pool_size; default 5 (never more than MaxOpenConns)
+	ConnMaxLifetime time.Duration // pool_recycle; default 30m
+	ConnMaxIdleTime time.Duration // default 5m
+	AcquireTimeout  time.Duration // pool_timeout: a scope waiting longer for a connection fails; default 30s
+	ConnectTimeout  time.Duration // how long start waits (retrying with backoff) for the database; default 10s
+	QueryTimeout    time.Duration // default deadline of a statement whose ctx has none (not supported yet: rejected)
+	SlowQuery       time.Duration // slow-statement threshold for the monitor (not supported yet: rejected)
+	LeakThreshold   time.Duration // report scopes held longer than this (not supported yet: rejected)
+	StatementCache  int           // prepared statements kept per engine (not supported yet: rejected)
+	HealthInterval  time.Duration // how often replicas and the primary are checked in the background
+}
+
+// Defaults filled in by Open for zero fields.
+const (
+	DefaultName           = "primary"
+	DefaultMaxOpenConns   = 15
+	DefaultMaxIdleConns   = 5
+	DefaultConnMaxLife    = 30 * time.Minute
+	DefaultConnMaxIdle    = 5 * time.Minute
+	DefaultAcquireTimeout = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultHealthInterval = 10 * time.Second
+)
+
+// withDefaults returns c with every zero field set to its default and the
+// driver inferred from the DSN.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Driver == "" {
+		c.Driver = inferDriver(c.DSN)
+	}
+	if c.MaxOpenConns == 0 {
+		c.MaxOpenConns = DefaultMaxOpenConns
+	}
+	if c.MaxIdleConns == 0 {
+		c.MaxIdleConns = min(DefaultMaxIdleConns, c.MaxOpenConns)
+	}
+	if c.ConnMaxLifetime == 0 {
+		c.ConnMaxLifetime = DefaultConnMaxLife
+	}
+	if c.ConnMaxIdleTime == 0 {
+		c.ConnMaxIdleTime = DefaultConnMaxIdle
+	}
+	if c.AcquireTimeout == 0 {
+		c.AcquireTimeout = DefaultAcquireTimeout
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	return c
+}
+
+// FieldError is one invalid field of a Config.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// ConfigError lists every invalid field of a Config. It matches ErrConfig.
+type ConfigError struct {
+	Engine string
+	Fields []FieldError
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dbfx: invalid config for engine %q: ", e.Engine)
+	for i, f := range e.Fields {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+var validName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+
+// Validate reports every invalid field in one error that matches
+// ErrConfig. Fields left zero are valid: they take their defaults.
+// No message quotes a DSN, so none can leak a password.
+func (c Config) Validate() error {
+	_, err := c.resolve()
+	return err
+}
+
+// resolve validates c (after defaults) and works out the DSNs to open.
+func (c Config) resolve() (*resolved, error) {
+	c = c.withDefaults()
+	var bad []FieldError
+	add := func(field, format string, args ...any) {
+		bad = append(bad, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if !validName.MatchString(c.Name) {
+		add("Name", "%q must start with a letter and hold only letters, digits, '_' and '-'", c.Name)
+	}
+	var r *resolved
+	switch {
+	case c.DSN == "":
+		add("DSN", "is empty")
+	case c.Driver == "postgres" || c.Driver == "pgx" || c.Driver == "mysql" || c.Driver == "sqlite3":
+		var err error
+		if r, err = resolveDSN(c); err != nil {
+			add("DSN", "%v", err)
+		}
+	default:
+		add("Driver", "%q is not supported (want postgres, pgx, mysql or sqlite3)", c.Driver)
+	}
+	// Fields whose feature has not landed are refused rather than ignored.
+	if len(c.Replicas) > 0 {
+		add("Replicas", "read replicas are not supported yet")
+	}
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{
+		{"QueryTimeout", c.QueryTimeout != 0}, {"SlowQuery", c.SlowQuery != 0},
+		{"LeakThreshold", c.LeakThreshold != 0}, {"StatementCache", c.StatementCache != 0},
+	} {
+		if f.set {
+			add(f.field, "is not supported yet")
+		}
+	}
+	if c.MaxOpenConns < 0 {
+		add("MaxOpenConns", "must not be negative, got %d", c.MaxOpenConns)
+	}
+	if c.MaxIdleConns < 0 {
+		add("MaxIdleConns", "must not be negative, got %d", c.MaxIdleConns)
+	} else if c.MaxOpenConns > 0 && c.MaxIdleConns > c.MaxOpenConns {
+		add("MaxIdleConns", "%d exceeds MaxOpenConns %d", c.MaxIdleConns, c.MaxOpenConns)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"ConnMaxLifetime", c.ConnMaxLifetime}, {"ConnMaxIdleTime", c.ConnMaxIdleTime},
+		{"AcquireTimeout", c.AcquireTimeout}, {"ConnectTimeout", c.ConnectTimeout},
+		{"QueryTimeout", c.QueryTimeout}, {"SlowQuery", c.SlowQuery},
+		{"LeakThreshold", c.LeakThreshold}, {"HealthInterval", c.HealthInterval},
+	} {
+		if d.v < 0 {
+			add(d.field, "must not be negative, got %s", d.v)
+		}
+	}
+	if c.StatementCache < -1 {
+		add("StatementCache", "must be -1 (off), 0 (default) or a size, got %d", c.StatementCache)
+	}
+	if len(bad) > 0 {
+		return nil, &ConfigError{Engine: c.Name, Fields: bad}
+	}
+	r.cfg = c
+	return r, nil
+}
+
+// ConfigFromEnv reads a Config from PREFIX_NAME, PREFIX_DRIVER, PREFIX_DSN,
+// PREFIX_REPLICAS (comma-separated), PREFIX_MAX_OPEN_CONNS,
+// PREFIX_MAX_IDLE_CONNS, PREFIX_CONN_MAX_LIFETIME, PREFIX_CONN_MAX_IDLE_TIME,
+// PREFIX_ACQUIRE_TIMEOUT, PREFIX_CONNECT_TIMEOUT, PREFIX_QUERY_TIMEOUT,
+// PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE and
+// PREFIX_HEALTH_INTERVAL. Durations are Go durations ("5s"). Unset
+// variables leave their field zero; every malformed one is named in one
+// error matching ErrConfig. The result is not validated: call Validate.
+func ConfigFromEnv(prefix string) (Config, error) {
+	if prefix != "" && !strings.HasSuffix(prefix, "_") {
+		prefix += "_"
+	}
+	var c Config
+	var bad []FieldError
+	str := func(name string, dst *string) { *dst = os.Getenv(prefix + name) }
+	num := func(name string, dst *int) {
+		if v := os.Getenv(prefix + name); v != "" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				bad = append(bad, FieldError{prefix + name, fmt.Sprintf("%q is not an integer", v)})
+			}
+			*dst = n
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := os.Getenv(prefix + name); v != "" {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				bad = append(bad, FieldError{prefix + name, fmt.Sprintf("%q is not a duration such as 5s", v)})
+			}
+			*dst = d
+		}
+	}
+	str("NAME", &c.Name)
+	str("DRIVER", &c.Driver)
+	str("DSN", &c.DSN)
+	var replicas string
+	str("REPLICAS", &replicas)
+	for _, r := range strings.Split(replicas, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.Replicas = append(c.Replicas, r)
+		}
+	}
+	num("MAX_OPEN_CONNS", &c.MaxOpenConns)
+	num("MAX_IDLE_CONNS", &c.MaxIdleConns)
+	dur("CONN_MAX_LIFETIME", &c.ConnMaxLifetime)
+	dur("CONN_MAX_IDLE_TIME", &c.ConnMaxIdleTime)
+	dur("ACQUIRE_TIMEOUT", &c.AcquireTimeout)
+	dur("CONNECT_TIMEOUT", &c.ConnectTimeout)
+	dur("QUERY_TIMEOUT", &c.QueryTimeout)
+	dur("SLOW_QUERY", &c.SlowQuery)
+	dur("LEAK_THRESHOLD", &c.LeakThreshold)
+	num("STATEMENT_CACHE", &c.StatementCache)
+	dur("HEALTH_INTERVAL", &c.HealthInterval)
+	if len(bad) > 0 {
+		name := c.Name
+		if name == "" {
+			name = DefaultName
+		}
+		return c, &ConfigError{Engine: name, Fields: bad}
+	}
+	return c, nil
+}

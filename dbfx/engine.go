@@ -1,0 +1,246 @@
+package dbfx
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"           // the postgres driver
+	_ "github.com/mattn/go-sqlite3" // the sqlite3 driver
+	"go.uber.org/zap"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/session"
+)
+
+// Option configures Open beyond Config.
+type Option func(*options)
+
+type options struct {
+	log *zap.Logger
+}
+
+// WithLogger sets the logger of the engine (a no-op logger otherwise).
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// Engine is one database: its pools, its session Manager and its health.
+// It is safe for use by many goroutines.
+type Engine struct {
+	r        *resolved
+	log      *zap.Logger
+	db       *sqlx.DB // writer
+	reader   *sqlx.DB // SQLite: query-only readers; nil otherwise
+	health   *sql.DB  // one connection kept for health checks; nil for SQLite in memory
+	sessions *session.Manager
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{}
+}
+
+// Open validates cfg, opens the pools and waits until the database answers
+// (at most ConnectTimeout, retrying with backoff). It needs no Fx.
+func Open(ctx context.Context, cfg Config, opts ...Option) (*Engine, error) {
+	e, err := newEngine(cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.start(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// newEngine builds an engine without touching the database.
+func newEngine(cfg Config, opts ...Option) (*Engine, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	o := options{log: zap.NewNop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := r.cfg
+	e := &Engine{r: r, log: o.log.With(zap.String("engine", c.Name)), closed: make(chan struct{})}
+	driverName := c.Driver
+	e.db, err = sqlx.Open(driverName, r.writer)
+	if err != nil {
+		return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
+	}
+	switch {
+	case r.memory:
+		// One connection is the whole database: keep it open for ever.
+		e.db.SetMaxOpenConns(1)
+		e.db.SetMaxIdleConns(1)
+	case driverName == "sqlite3":
+		// One writer, so writes queue in the pool rather than fail busy.
+		e.db.SetMaxOpenConns(1)
+		e.db.SetMaxIdleConns(1)
+		e.db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
+		e.reader = sqlx.MustOpen(driverName, r.reader)
+		setPool(e.reader.DB, c)
+	default:
+		setPool(e.db.DB, c)
+	}
+	if !r.memory {
+		dsn := r.writer
+		if e.reader != nil {
+			dsn = r.reader
+		}
+		e.health, _ = sql.Open(driverName, dsn) // the DSN was opened once already
+		e.health.SetMaxOpenConns(1)
+		e.health.SetMaxIdleConns(1)
+	}
+	sopts := []session.Option{session.WithAcquireTimeout(c.AcquireTimeout)}
+	if e.reader != nil {
+		sopts = append(sopts, session.WithReader(e.reader))
+	}
+	if e.sessions, err = session.New(e.db, sopts...); err != nil {
+		_ = e.closePools()
+		return nil, err
+	}
+	return e, nil
+}
+
+func setPool(db *sql.DB, c Config) {
+	db.SetMaxOpenConns(c.MaxOpenConns)
+	db.SetMaxIdleConns(c.MaxIdleConns)
+	db.SetConnMaxLifetime(c.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
+}
+
+// Name is the engine's name.
+func (e *Engine) Name() string { return e.r.cfg.Name }
+
+// Driver is the database/sql driver name: postgres, pgx, mysql or sqlite3.
+func (e *Engine) Driver() string { return e.r.cfg.Driver }
+
+// DB is the primary (writer) pool. Statements sent through it directly
+// bypass scopes and are bounded by their ctx alone.
+func (e *Engine) DB() *sqlx.DB { return e.db }
+
+// Sessions is the engine's session Manager.
+func (e *Engine) Sessions() *session.Manager { return e.sessions }
+
+// describe names the engine, driver and host for messages.
+func (e *Engine) describe() string {
+	return fmt.Sprintf("engine %q (%s at %s)", e.Name(), e.Driver(), e.r.host)
+}
+
+// start waits until every pool answers a ping, at most ConnectTimeout. When
+// it fails it closes the pools: Fx does not stop a hook whose start failed.
+func (e *Engine) start(ctx context.Context) error {
+	timeout := e.r.cfg.ConnectTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pools := []*sql.DB{e.db.DB} // the writer first: on SQLite it creates the file in WAL mode
+	if e.reader != nil {
+		pools = append(pools, e.reader.DB)
+	}
+	if e.health != nil {
+		pools = append(pools, e.health)
+	}
+	begun := time.Now()
+	for _, db := range pools {
+		if err := ping(ctx, db); err != nil {
+			var msg string
+			if ctx.Err() != nil {
+				msg = fmt.Sprintf("%s did not answer within %s: %v", e.describe(), timeout, err)
+			} else {
+				msg = fmt.Sprintf("%s refused the connection: %v", e.describe(), err)
+			}
+			_ = e.closePools()
+			return &connectError{msg: "dbfx: cannot connect: " + e.r.redact(msg), err: err}
+		}
+	}
+	if e.r.tlsOff && !loopback(e.r.host) {
+		e.log.Warn("database connection is not encrypted: enable TLS in the DSN",
+			zap.String("driver", e.Driver()), zap.String("host", e.r.host))
+	}
+	e.log.Info("engine started", zap.String("driver", e.Driver()), zap.String("host", e.r.host),
+		zap.Duration("took", time.Since(begun)))
+	return nil
+}
+
+// ping retries until the database answers, ctx ends, or it refuses us for
+// a reason that waiting cannot cure (bad password, unknown database).
+func ping(ctx context.Context, db *sql.DB) error {
+	delay := 25 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || permanent(err) {
+			return err
+		}
+		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// permanent reports a connection error that retrying will not cure.
+func permanent(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return true // the server answered: access denied, unknown database...
+	}
+	var pe interface{ SQLState() string }
+	if errors.As(err, &pe) {
+		return pe.SQLState() != "57P03" // all but "the database system is starting up"
+	}
+	return !dialect.ClassifyAny(err).Has(dialect.ConnLost) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+// connectError matches ErrConnect and the driver's error; its text has no
+// password.
+type connectError struct {
+	msg string
+	err error
+}
+
+func (e *connectError) Error() string   { return e.msg }
+func (e *connectError) Unwrap() []error { return []error{ErrConnect, e.err} }
+
+// Close stops new scopes (they fail with session.ErrClosed), waits for the
+// scopes in flight until ctx ends, then cancels them, and closes every pool.
+// It returns the ctx error when it had to cancel scopes. Calling it again
+// returns the first result.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		close(e.closed)
+		err := e.sessions.Close(ctx)
+		e.closeErr = errors.Join(err, e.closePools())
+		e.log.Info("engine closed", zap.Error(e.closeErr))
+	})
+	return e.closeErr
+}
+
+func (e *Engine) closePools() error {
+	var errs []error
+	for _, db := range []*sql.DB{e.db.DB, e.health} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	if e.reader != nil {
+		errs = append(errs, e.reader.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,148 @@
+package dbfx
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Status is an engine's health.
+type Status string
+
+const (
+	StatusOK       Status = "ok"       // the database answers and the pool has room
+	StatusDegraded Status = "degraded" // the database answers, but callers queue for a connection
+	StatusDown     Status = "down"     // the database does not answer
+)
+
+// Health is the result of one health check.
+type Health struct {
+	Status  Status        `json:"status"`
+	Latency time.Duration `json:"-"`
+	Error   string        `json:"error,omitempty"` // why it is down; never a password
+	Pool    Stats         `json:"pool"`
+}
+
+// MarshalJSON writes Latency as a Go duration string ("1.2ms").
+func (h Health) MarshalJSON() ([]byte, error) {
+	type plain Health
+	return json.Marshal(struct {
+		plain
+		Latency string `json:"latency"`
+	}{plain(h), h.Latency.String()})
+}
+
+// Stats are the figures of an engine's pools (the writer and, on SQLite,
+// the readers) and scopes.
+type Stats struct {
+	MaxOpen         int           `json:"max_open"`
+	Open            int           `json:"open"`
+	InUse           int           `json:"in_use"`
+	Idle            int           `json:"idle"`
+	Waiting         int64         `json:"waiting"`          // callers taking a connection right now
+	WaitCount       int64         `json:"wait_count"`       // waits for a connection so far
+	WaitDuration    time.Duration `json:"wait_duration_ns"` // their total time
+	AcquireTimeouts int64         `json:"acquire_timeouts"` // session.ErrAcquireTimeout returned so far
+	Scopes          int           `json:"scopes"`           // scopes in flight
+}
+
+// Stats returns the engine's figures. It never blocks on the pool.
+func (e *Engine) Stats() Stats {
+	var s Stats
+	w := e.db.Stats()
+	s.MaxOpen, s.Open, s.InUse, s.Idle = w.MaxOpenConnections, w.OpenConnections, w.InUse, w.Idle
+	s.WaitCount, s.WaitDuration = w.WaitCount, w.WaitDuration
+	if e.reader != nil {
+		r := e.reader.Stats()
+		s.MaxOpen += r.MaxOpenConnections
+		s.Open += r.OpenConnections
+		s.InUse += r.InUse
+		s.Idle += r.Idle
+		s.WaitCount += r.WaitCount
+		s.WaitDuration += r.WaitDuration
+	}
+	m := e.sessions.Stats()
+	s.Waiting, s.AcquireTimeouts, s.Scopes = m.Waiting, m.AcquireTimeouts, m.Active
+	return s
+}
+
+// HealthTimeout bounds a health check whose ctx has no deadline.
+const HealthTimeout = 5 * time.Second
+
+// Health checks that the database answers and reports the pool's figures.
+// It answers within ctx (HealthTimeout when ctx has no deadline) even when
+// every pool connection is busy: the check runs on a connection of its own,
+// kept apart from the pool. (For SQLite in memory, where one connection is
+// the whole database, it pings through the pool; a ping that cannot get the
+// busy connection reports degraded, not down.)
+func (e *Engine) Health(ctx context.Context) Health {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, HealthTimeout)
+		defer cancel()
+	}
+	h := Health{Pool: e.Stats()}
+	select {
+	case <-e.closed:
+		h.Status, h.Error = StatusDown, "engine closed"
+		return h
+	default:
+	}
+	pinger := e.health
+	if pinger == nil {
+		pinger = e.db.DB
+	}
+	begun := time.Now()
+	err := pinger.PingContext(ctx)
+	h.Latency = time.Since(begun)
+	exhausted := h.Pool.InUse >= h.Pool.MaxOpen && h.Pool.Waiting > 0
+	switch {
+	case err == nil && exhausted, err != nil && e.health == nil && h.Pool.InUse >= h.Pool.MaxOpen:
+		h.Status = StatusDegraded
+	case err == nil:
+		h.Status = StatusOK
+	default:
+		h.Status, h.Error = StatusDown, e.r.redact(err.Error())
+	}
+	return h
+}
+
+// HealthHandler serves the health of the engines as JSON:
+// {"status": ..., "engines": {name: Health}}. The status is the worst of
+// the engines'. It answers 503 only when an engine cannot reach its
+// database: an exhausted pool is "degraded" and still 200, so readiness
+// does not flap under load.
+func HealthHandler(engines ...*Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res := struct {
+			Status  Status            `json:"status"`
+			Engines map[string]Health `json:"engines"`
+		}{Status: StatusOK, Engines: make(map[string]Health, len(engines))}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, e := range engines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := e.Health(r.Context())
+				mu.Lock()
+				defer mu.Unlock()
+				res.Engines[e.Name()] = h
+				if h.Status == StatusDown || (h.Status == StatusDegraded && res.Status == StatusOK) {
+					res.Status = h.Status
+				}
+			}()
+		}
+		wg.Wait()
+		code := http.StatusOK
+		if res.Status == StatusDown {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(res)
+	})
+}

@@ -1,0 +1,86 @@
+// Package fxtest builds Fx test apps with enginekit on a database private
+// to each test, on SQLite, PostgreSQL and MySQL.
+//
+// Postgres and MySQL read ENGINEKIT_TEST_POSTGRES_DSN and
+// ENGINEKIT_TEST_MYSQL_DSN, create a fresh database for the test and drop it
+// at cleanup. They skip the test when their variable is unset, unless
+// ENGINEKIT_TEST_REQUIRE (e.g. "postgres,mysql") names them: then a missing
+// variable or an unreachable server fails it.
+package fxtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/internal/testdb"
+)
+
+// SQLite returns a Config for a database file in tb.TempDir().
+func SQLite(tb testing.TB) dbfx.Config {
+	tb.Helper()
+	return dbfx.Config{Driver: "sqlite3", DSN: testdb.SQLite(tb)}
+}
+
+// Postgres returns a Config for a fresh database on the server named by
+// ENGINEKIT_TEST_POSTGRES_DSN, dropped when the test ends.
+func Postgres(tb testing.TB) dbfx.Config {
+	tb.Helper()
+	return dbfx.Config{Driver: "postgres", DSN: testdb.Postgres(tb)}
+}
+
+// MySQL returns a Config for a fresh database on the server named by
+// ENGINEKIT_TEST_MYSQL_DSN, dropped when the test ends.
+func MySQL(tb testing.TB) dbfx.Config {
+	tb.Helper()
+	return dbfx.Config{Driver: "mysql", DSN: testdb.MySQL(tb)}
+}
+
+// Each runs fn in a subtest per engine: sqlite3, postgres and mysql. An
+// engine whose server is not configured skips only its own subtest.
+func Each(t *testing.T, fn func(t *testing.T, cfg dbfx.Config)) {
+	t.Helper()
+	for _, e := range []struct {
+		name string
+		cfg  func(testing.TB) dbfx.Config
+	}{{"sqlite3", SQLite}, {"postgres", Postgres}, {"mysql", MySQL}} {
+		t.Run(e.name, func(t *testing.T) { fn(t, e.cfg(t)) })
+	}
+}
+
+// New returns an app with dbfx.Module and opts, on a fresh SQLite database
+// unless opts supply a dbfx.Config. Start and stop it with RequireStart and
+// RequireStop; it is stopped at cleanup if still running.
+func New(tb testing.TB, opts ...fx.Option) *fxtest.App {
+	tb.Helper()
+	all := []fx.Option{dbfx.Module, fx.Options(opts...)}
+	if !suppliesConfig(opts) {
+		all = append(all, fx.Supply(SQLite(tb)))
+	}
+	app := fxtest.New(tb, all...)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = app.Stop(ctx) // a no-op when the test stopped it
+	})
+	return app
+}
+
+// suppliesConfig reports whether opts provide a dbfx.Config. Validation
+// runs no constructor.
+func suppliesConfig(opts []fx.Option) bool {
+	return fx.ValidateApp(fx.NopLogger, fx.Options(opts...), fx.Invoke(func(dbfx.Config) {})) == nil
+}
+
+// RequireNoLeaks fails the test when a connection of e is in use or a
+// scope is open.
+func RequireNoLeaks(tb testing.TB, e *dbfx.Engine) {
+	tb.Helper()
+	if s := e.Stats(); s.InUse != 0 || s.Scopes != 0 {
+		tb.Fatalf("engine %q leaks: %d connections in use, %d scopes open", e.Name(), s.InUse, s.Scopes)
+	}
+}
