@@ -313,17 +313,19 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		defer conn.Close()
 		s.conn, s.ownsConn = conn, true
 	}
-	if readOnly && !s.reader && m.d == dialect.SQLite() {
-		// SQLite has no read-only transaction: the connection is made
-		// query-only for the scope.
-		if err := setQueryOnly(sctx, s.conn, true); err != nil {
-			return nil, ctxErr(sctx, err)
-		}
-		defer setQueryOnly(context.WithoutCancel(sctx), s.conn, false)
-	}
 	tx, err := s.conn.BeginTxx(sctx, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})
 	if err != nil {
 		return nil, ctxErr(sctx, err)
+	}
+	if readOnly && !s.reader && m.d == dialect.SQLite() {
+		// SQLite has no read-only transaction: on a writer connection the
+		// scope makes it query-only after BEGIN (an immediate BEGIN is a
+		// write) and resets it after the transaction ends.
+		defer resetQueryOnly(context.WithoutCancel(sctx), s.conn)
+		if _, err := tx.ExecContext(sctx, "PRAGMA query_only = 1"); err != nil {
+			_ = tx.Rollback()
+			return nil, ctxErr(sctx, err)
+		}
 	}
 	s.tx = &txn{tx: tx}
 	finished := false
@@ -358,18 +360,12 @@ func checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
 		ErrAcquireTimeout, max)
 }
 
-// setQueryOnly turns SQLite's query_only pragma on or off. A connection
+// resetQueryOnly turns SQLite's query_only pragma off again. A connection
 // that cannot be reset is discarded rather than given back read-only.
-func setQueryOnly(ctx context.Context, conn *sqlx.Conn, on bool) error {
-	q := "PRAGMA query_only = 0"
-	if on {
-		q = "PRAGMA query_only = 1"
-	}
-	_, err := conn.ExecContext(ctx, q)
-	if err != nil && !on {
+func resetQueryOnly(ctx context.Context, conn *sqlx.Conn) {
+	if _, err := conn.ExecContext(ctx, "PRAGMA query_only = 0"); err != nil {
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
-	return err
 }
 
 // finish ends the transaction of the scope that began it.
