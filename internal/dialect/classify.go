@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -106,7 +107,6 @@ func classifySQLite(err error) Class {
 
 // classifyTransport recognises a lost connection whatever the driver.
 func classifyTransport(err error) Class {
-	var ne net.Error
 	switch {
 	case errors.Is(err, driver.ErrBadConn),
 		errors.Is(err, mysqldrv.ErrInvalidConn),
@@ -115,10 +115,20 @@ func classifyTransport(err error) Class {
 		errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.EPIPE),
-		errors.As(err, &ne):
+		isNetError(err):
 		return ConnLost | Aborting
 	}
 	return 0
+}
+
+// isNetError reports whether err holds an error of the network. The
+// context.DeadlineExceeded that a driver returns for a statement past its
+// caller's deadline passes for one (it has Timeout and Temporary), but is
+// the caller's doing, like context.Canceled, not a lost connection. A dial
+// or read that timed out is a *net.OpError, and still counts.
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne != context.DeadlineExceeded
 }
 
 // ClassifyAny classifies an error from any of the supported drivers. Their
