@@ -66,7 +66,10 @@ func (c Config) withDefaults() Config {
 		c.MaxOpenConns = DefaultMaxOpenConns
 	}
 	if c.MaxIdleConns == 0 {
-		c.MaxIdleConns = min(DefaultMaxIdleConns, c.MaxOpenConns)
+		c.MaxIdleConns = DefaultMaxIdleConns
+		if c.MaxOpenConns > 0 {
+			c.MaxIdleConns = min(c.MaxIdleConns, c.MaxOpenConns)
+		}
 	}
 	if c.ConnMaxLifetime == 0 {
 		c.ConnMaxLifetime = DefaultConnMaxLife

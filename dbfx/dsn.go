@@ -21,6 +21,7 @@ type resolved struct {
 	host     string // where the database is, for messages (never the password)
 	password string // scrubbed from any error text
 	tlsOff   bool   // a network connection without TLS
+	mysql    *mysql.Config
 }
 
 // inferDriver guesses the driver from the form of a DSN.
@@ -115,7 +116,7 @@ func resolveMySQL(dsn string, c Config) (*resolved, error) {
 	if mc.Timeout == 0 {
 		mc.Timeout = c.ConnectTimeout
 	}
-	r := &resolved{writer: mc.FormatDSN(), password: mc.Passwd, host: mc.Addr + "/" + mc.DBName}
+	r := &resolved{writer: mc.FormatDSN(), password: mc.Passwd, host: mc.Addr + "/" + mc.DBName, mysql: mc}
 	r.tlsOff = mc.Net != "unix" && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
 	return r, nil
 }

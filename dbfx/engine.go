@@ -76,8 +76,15 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	c := r.cfg
 	e := &Engine{r: r, log: o.log.With(zap.String("engine", c.Name)), closed: make(chan struct{})}
 	driverName := c.Driver
-	e.db, err = sqlx.Open(driverName, r.writer)
-	if err != nil {
+	if r.mysql != nil {
+		// The driver's own log lines go to the engine's logger, not stderr.
+		r.mysql.Logger = mysqlLogger{e.log}
+		conn, err := mysql.NewConnector(r.mysql)
+		if err != nil {
+			return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
+		}
+		e.db = sqlx.NewDb(sql.OpenDB(conn), driverName)
+	} else if e.db, err = sqlx.Open(driverName, r.writer); err != nil {
 		return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
 	}
 	switch {
@@ -100,7 +107,12 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		if e.reader != nil {
 			dsn = r.reader
 		}
-		e.health, _ = sql.Open(driverName, dsn) // the DSN was opened once already
+		if r.mysql != nil {
+			conn, _ := mysql.NewConnector(r.mysql) // it accepted this config above
+			e.health = sql.OpenDB(conn)
+		} else {
+			e.health, _ = sql.Open(driverName, dsn) // the DSN was opened once already
+		}
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
@@ -153,6 +165,10 @@ func (e *Engine) start(ctx context.Context) error {
 	if e.health != nil {
 		pools = append(pools, e.health)
 	}
+	if e.r.tlsOff && !loopback(e.r.host) {
+		e.log.Warn("database connection is not encrypted: enable TLS in the DSN",
+			zap.String("driver", e.Driver()), zap.String("host", e.r.host))
+	}
 	begun := time.Now()
 	for _, db := range pools {
 		if err := ping(ctx, db); err != nil {
@@ -165,10 +181,6 @@ func (e *Engine) start(ctx context.Context) error {
 			_ = e.closePools()
 			return &connectError{msg: "dbfx: cannot connect: " + e.r.redact(msg), err: err}
 		}
-	}
-	if e.r.tlsOff && !loopback(e.r.host) {
-		e.log.Warn("database connection is not encrypted: enable TLS in the DSN",
-			zap.String("driver", e.Driver()), zap.String("host", e.r.host))
 	}
 	e.log.Info("engine started", zap.String("driver", e.Driver()), zap.String("host", e.r.host),
 		zap.Duration("took", time.Since(begun)))
@@ -244,3 +256,9 @@ func (e *Engine) closePools() error {
 	}
 	return errors.Join(errs...)
 }
+
+// mysqlLogger passes the mysql driver's log lines to zap at debug level:
+// they report connections the pool then replaces.
+type mysqlLogger struct{ l *zap.Logger }
+
+func (m mysqlLogger) Print(v ...any) { m.l.Debug("mysql driver: " + fmt.Sprint(v...)) }

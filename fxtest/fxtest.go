@@ -10,6 +10,7 @@ package fxtest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,10 +71,11 @@ func New(tb testing.TB, opts ...fx.Option) *fxtest.App {
 	return app
 }
 
-// suppliesConfig reports whether opts provide a dbfx.Config. Validation
-// runs no constructor.
+// suppliesConfig reports whether opts provide a dbfx.Config: only a graph
+// that misses one fails validation for it. Validation runs no constructor.
 func suppliesConfig(opts []fx.Option) bool {
-	return fx.ValidateApp(fx.NopLogger, fx.Options(opts...), fx.Invoke(func(dbfx.Config) {})) == nil
+	err := fx.ValidateApp(fx.NopLogger, dbfx.Module, fx.Options(opts...), fx.Invoke(func(dbfx.Config) {}))
+	return err == nil || !strings.Contains(err.Error(), "missing type: dbfx.Config")
 }
 
 // RequireNoLeaks fails the test when a connection of e is in use or a

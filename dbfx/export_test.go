@@ -1,0 +1,4 @@
+package dbfx
+
+// InferDriver exposes the DSN sniffing to the tests.
+var InferDriver = inferDriver
