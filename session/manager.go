@@ -142,6 +142,16 @@ func (m *Manager) leave() {
 	m.mu.Unlock()
 }
 
+// acquireFor takes a connection from pool for a scope, or a statement,
+// inside the scope parent (nil: none), failing fast when the enclosing
+// scopes already hold every connection of pool.
+func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) (*sqlx.Conn, error) {
+	if err := m.checkSpare(parent, pool, reader); err != nil {
+		return nil, err
+	}
+	return m.acquire(ctx, pool)
+}
+
 // acquire takes a connection from pool, waiting at most the acquire timeout.
 func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error) {
 	m.waiting.Add(1)

@@ -135,20 +135,30 @@ func (q *scopeQuerier) NamedExecContext(ctx context.Context, query string, arg a
 // poolQuerier runs statements outside any scope. With an acquire timeout,
 // Exec, Get and Select take their connection under it; the row-streaming
 // calls hand the connection to the returned rows and are bounded by their
-// ctx alone.
+// ctx alone. Inside a NotSupported scope whose suspended transaction holds
+// every connection of the pool (SQLite's single writer), every statement
+// fails at once with ErrAcquireTimeout instead of waiting for it.
 type poolQuerier struct {
 	binder
 	m  *Manager
 	db *sqlx.DB
 }
 
+// spare fails fast when the scopes in ctx hold every connection of the pool.
+func (q *poolQuerier) spare(ctx context.Context) error {
+	return q.m.checkSpare(q.m.current(ctx), q.db, false)
+}
+
 // conn takes a connection for one statement, under the acquire timeout.
 func (q *poolQuerier) conn(ctx context.Context) (*sqlx.Conn, error) {
-	return q.m.acquire(ctx, q.db)
+	return q.m.acquireFor(ctx, q.m.current(ctx), q.db, false)
 }
 
 func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if q.m.cfg.acquireTimeout <= 0 {
+		if err := q.spare(ctx); err != nil {
+			return nil, err
+		}
 		return q.db.ExecContext(ctx, query, args...)
 	}
 	c, err := q.conn(ctx)
@@ -160,19 +170,31 @@ func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any
 }
 
 func (q *poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := q.spare(ctx); err != nil {
+		return nil, err
+	}
 	return q.db.QueryContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
+	if err := q.spare(ctx); err != nil {
+		return nil, err
+	}
 	return q.db.QueryxContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
+	if err := q.spare(ctx); err != nil {
+		return q.db.QueryRowxContext(failedContext{ctx, err}, query, args...)
+	}
 	return q.db.QueryRowxContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, args ...any) error {
 	if q.m.cfg.acquireTimeout <= 0 {
+		if err := q.spare(ctx); err != nil {
+			return err
+		}
 		return q.db.GetContext(ctx, dest, query, args...)
 	}
 	c, err := q.conn(ctx)
@@ -185,6 +207,9 @@ func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, ar
 
 func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
 	if q.m.cfg.acquireTimeout <= 0 {
+		if err := q.spare(ctx); err != nil {
+			return err
+		}
 		return q.db.SelectContext(ctx, dest, query, args...)
 	}
 	c, err := q.conn(ctx)

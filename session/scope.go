@@ -138,7 +138,7 @@ func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) 
 	defer m.leave()
 	sctx, done := m.scopeContext(ctx, 0)
 	defer done()
-	conn, err := m.acquire(sctx, m.w)
+	conn, err := m.acquireFor(sctx, cur, m.w, false)
 	if err != nil {
 		return ctxErr(sctx, err)
 	}
@@ -301,12 +301,7 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		if readOnly && m.r != nil {
 			pool, s.reader = m.r, true
 		}
-		if c.mode == RequiresNew {
-			if err := checkSpare(parent, pool, s.reader); err != nil {
-				return nil, err
-			}
-		}
-		conn, err := m.acquire(sctx, pool)
+		conn, err := m.acquireFor(sctx, parent, pool, s.reader)
 		if err != nil {
 			return nil, ctxErr(sctx, err)
 		}
@@ -340,9 +335,14 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 	return s.finish(sctx, err)
 }
 
-// checkSpare fails fast when the enclosing scopes already hold every
-// connection pool may open, so waiting for another could only time out.
-func checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
+// checkSpare fails fast when the enclosing scopes (parent and its
+// ancestors) already hold every connection pool may open, so that waiting
+// for another could only time out: a RequiresNew scope, or a NotSupported
+// one that needs the pool, inside a transaction on SQLite's single writer.
+func (m *Manager) checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
+	if parent == nil {
+		return nil
+	}
 	max := pool.Stats().MaxOpenConnections
 	if max <= 0 {
 		return nil
@@ -356,7 +356,8 @@ func checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
 	if held < max {
 		return nil
 	}
-	return fmt.Errorf("%w: RequiresNew needs another connection, but the enclosing scopes hold all %d the pool may open",
+	m.timeouts.Add(1)
+	return fmt.Errorf("%w: another connection is needed, but the enclosing scopes hold all %d the pool may open",
 		ErrAcquireTimeout, max)
 }
 
