@@ -11,11 +11,20 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/fxtest"
 	"github.com/enginekit/enginekit/session"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+// The engines some scope tests run on: every database, and SQLite
+// in memory, where one connection serves every scope.
+func eachWithMemory(t *testing.T, fn func(t *testing.T, cfg dbfx.Config)) {
+	t.Helper()
+	fxtest.Each(t, fn)
+	t.Run("sqlite3-memory", func(t *testing.T) { fn(t, dbfx.Config{DSN: ":memory:"}) })
 }
 
 // testTimeout bounds every test: none may wait longer for anything.

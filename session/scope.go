@@ -308,10 +308,11 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		defer conn.Close()
 		s.conn, s.ownsConn = conn, true
 	}
-	tx, err := s.conn.BeginTxx(sctx, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})
+	tx, err := m.beginTx(sctx, s.conn, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})
 	if err != nil {
 		return nil, ctxErr(sctx, err)
 	}
+	defer tx.stop()
 	if readOnly && !s.reader && m.d == dialect.SQLite() {
 		// SQLite has no read-only transaction: on a writer connection the
 		// scope makes it query-only after BEGIN (an immediate BEGIN is a
@@ -322,7 +323,7 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 			return nil, ctxErr(sctx, err)
 		}
 	}
-	s.tx = &txn{tx: tx}
+	s.tx = &txn{tx: tx.Tx}
 	finished := false
 	defer func() {
 		s.ended.Store(true)
@@ -333,6 +334,35 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 	err = fn(&scopeCtx{sctx, s})
 	finished = true
 	return s.finish(sctx, err)
+}
+
+// watchedTx is a transaction and the stop of what watches its ctx.
+type watchedTx struct {
+	*sqlx.Tx
+	stop func() bool
+}
+
+// beginTx begins a transaction on conn that rolls back when ctx ends.
+//
+// database/sql does that itself, but then discards the connection when
+// the driver cannot reset a session, which sqlite3 cannot: on SQLite in
+// memory that connection is the whole database, and on a file a new one
+// must be opened. On SQLite the transaction is begun on a ctx that is never
+// cancelled, and the scope rolls it back itself when ctx ends, keeping the
+// connection. Statements in it still run on ctx, which interrupts them.
+func (m *Manager) beginTx(ctx context.Context, conn *sqlx.Conn, opts *sql.TxOptions) (watchedTx, error) {
+	if m.d != dialect.SQLite() {
+		tx, err := conn.BeginTxx(ctx, opts)
+		return watchedTx{tx, func() bool { return true }}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return watchedTx{}, err
+	}
+	tx, err := conn.BeginTxx(context.WithoutCancel(ctx), opts)
+	if err != nil {
+		return watchedTx{}, err
+	}
+	return watchedTx{tx, context.AfterFunc(ctx, func() { _ = tx.Rollback() })}, nil
 }
 
 // checkSpare fails fast when the enclosing scopes (parent and its

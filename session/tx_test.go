@@ -103,6 +103,23 @@ func TestTxCancelledContextRollsBackAndReturnsTheContextError(t *testing.T) {
 			},
 		},
 		{
+			// database/sql rolls a transaction back when its ctx ends; this
+			// fn waits until it has, so the scope finds it done.
+			name: "fn waits for the rollback",
+			give: func(ctx context.Context, m *session.Manager, cancel context.CancelFunc) error {
+				if err := insert(ctx, m, 1); err != nil {
+					return err
+				}
+				cancel()
+				for {
+					_, err := m.Q(ctx).ExecContext(context.WithoutCancel(ctx), "SELECT 1")
+					if err != nil {
+						return err
+					}
+				}
+			},
+		},
+		{
 			name: "fn waits for the cancel",
 			give: func(ctx context.Context, m *session.Manager, cancel context.CancelFunc) error {
 				if err := insert(ctx, m, 1); err != nil {
@@ -114,7 +131,7 @@ func TestTxCancelledContextRollsBackAndReturnsTheContextError(t *testing.T) {
 			},
 		},
 	}
-	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+	eachWithMemory(t, func(t *testing.T, cfg dbfx.Config) {
 		e := openEngine(t, cfg)
 		m := e.Sessions()
 		for _, tt := range tests {
