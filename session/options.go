@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/monitor"
 )
 
 // Option configures a Manager.
@@ -14,6 +16,8 @@ type config struct {
 	reader         *sqlx.DB
 	acquireTimeout time.Duration
 	retry          RetryPolicy
+	mon            monitor.Monitor // nil: no events
+	db             string          // the database's name in events
 }
 
 // WithReader gives the Manager a separate pool for read-only scopes: on

@@ -31,6 +31,7 @@ type scope struct {
 	readOnly  bool
 	q         scopeQuerier
 	ended     atomic.Bool
+	watch     txWatch // the owner's transaction, for monitor events
 
 	mu          sync.Mutex
 	aborted     error // a Nested scope: a statement error aborted its savepoint
@@ -237,7 +238,7 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 	}
 	defer m.leave()
 	for attempt := 1; ; attempt++ {
-		callbacks, err := m.attempt(ctx, parent, fn, readOnly, c)
+		callbacks, err := m.attempt(ctx, parent, fn, readOnly, c, attempt)
 		if err == nil {
 			for _, f := range callbacks {
 				f(ctx)
@@ -253,6 +254,7 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 			}
 			return &RetryError{Attempts: attempt, Err: err}
 		}
+		m.retried(ctx, c.label, attempt, err)
 		if werr := m.backoff(ctx, c.retry, attempt); werr != nil {
 			return fmt.Errorf("%w (after %d attempts, the last failed with: %w)", werr, attempt, err)
 		}
@@ -289,7 +291,7 @@ func (m *Manager) backoff(ctx context.Context, p RetryPolicy, attempt int) error
 
 // attempt runs fn once in a new transaction. It returns the callbacks
 // registered with AfterCommit when the transaction committed.
-func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig) ([]func(context.Context), error) {
+func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig, attempt int) ([]func(context.Context), error) {
 	sctx, done := m.scopeContext(ctx, c.timeout)
 	defer done()
 	s := m.newScope(parent, nil)
@@ -308,7 +310,9 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		defer conn.Close()
 		s.conn, s.ownsConn = conn, true
 	}
+	begun := time.Now()
 	tx, err := m.beginTx(sctx, s.conn, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})
+	s.watch = m.watchTx(sctx, c.label, attempt, begun, err)
 	if err != nil {
 		return nil, ctxErr(sctx, err)
 	}
@@ -319,7 +323,7 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		// write) and resets it after the transaction ends.
 		defer resetQueryOnly(context.WithoutCancel(sctx), s.conn)
 		if _, err := tx.ExecContext(sctx, "PRAGMA query_only = 1"); err != nil {
-			_ = tx.Rollback()
+			_ = s.rollback(tx.Tx)
 			return nil, ctxErr(sctx, err)
 		}
 	}
@@ -328,7 +332,7 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 	defer func() {
 		s.ended.Store(true)
 		if !finished { // fn panicked
-			_ = tx.Rollback()
+			_ = s.rollback(tx.Tx)
 		}
 	}()
 	err = fn(&scopeCtx{sctx, s})
@@ -403,12 +407,12 @@ func resetQueryOnly(ctx context.Context, conn *sqlx.Conn) {
 func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context), error) {
 	tx := s.tx.tx
 	if ctx.Err() != nil {
-		_ = tx.Rollback()
+		_ = s.rollback(tx)
 		return nil, context.Cause(ctx)
 	}
 	cause := s.rollbackCause()
 	if fnErr == nil && cause == nil {
-		if err := tx.Commit(); err != nil {
+		if err := s.commit(tx); err != nil {
 			return nil, s.m.commitError(ctx, err)
 		}
 		s.mu.Lock()
@@ -424,7 +428,7 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 		// the transaction: keep both, so that the attempt is retried.
 		err = fmt.Errorf("%w (the transaction was aborted by: %w)", err, cause)
 	}
-	if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+	if rbErr := s.rollback(tx); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
 		err = errors.Join(err, fmt.Errorf("session: rollback: %w", rbErr))
 	}
 	return nil, err

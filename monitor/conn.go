@@ -1,0 +1,393 @@
+package monitor
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"time"
+)
+
+// conn wraps a driver connection. It claims the optional interfaces that
+// database/sql looks for on a connection; where the wrapped connection
+// lacks one, it answers as database/sql would have without it (ErrSkip,
+// nil, true, or database/sql's own fallback), so behaviour and errors stay
+// the same. The exception is SessionResetter, whose mere presence changes
+// what database/sql does (it keeps the connection of a transaction rolled
+// back by its ctx): only connResetter, for connections that have it,
+// claims it. database/sql serialises the calls on one connection, except
+// the leak timer's, which leakState guards.
+type conn struct {
+	c        driver.Conn
+	w        *Connector
+	deadline time.Time  // end of the jittered lifetime; zero: none
+	expired  bool       // past deadline and counted
+	lk       *leakState // nil without a leak threshold
+
+	// The transaction in progress, which connTx (this conn under another
+	// type, so that BeginTx allocates nothing) commits or rolls back.
+	tx    driver.Tx
+	txCtx context.Context
+}
+
+var (
+	_ driver.Conn               = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+	_ driver.SessionResetter    = connResetter{}
+	_ driver.Validator          = (*conn)(nil)
+	_ driver.NamedValueChecker  = (*conn)(nil)
+	_ driver.Tx                 = (*connTx)(nil)
+)
+
+// use starts the leak clock of a new connection at its first use: a
+// connection the pool opened for a caller that gave up waiting goes idle
+// without ResetSession, and must not count as held.
+func (c *conn) use() {
+	if c.lk != nil && !c.lk.out {
+		c.checkout()
+	}
+}
+
+// pastAge reports (and counts, once) a connection past its lifetime.
+func (c *conn) pastAge() bool {
+	if c.deadline.IsZero() {
+		return false
+	}
+	if !c.expired && time.Now().After(c.deadline) {
+		c.expired = true
+		c.w.expired.Add(1)
+	}
+	return c.expired
+}
+
+// connResetter is a conn whose driver connection is a SessionResetter.
+type connResetter struct{ *conn }
+
+// ResetSession is called when the pool hands the connection out again
+// (a connection without it starts its leak clock at its first use).
+func (c connResetter) ResetSession(ctx context.Context) error {
+	if c.pastAge() {
+		return driver.ErrBadConn
+	}
+	if c.lk != nil {
+		c.checkout()
+	}
+	return c.c.(driver.SessionResetter).ResetSession(ctx)
+}
+
+// IsValid is called when the connection goes back to the pool. Past its
+// age, the connection is closed rather than kept.
+func (c *conn) IsValid() bool {
+	if c.lk != nil {
+		c.checkin()
+	}
+	if c.pastAge() {
+		return false
+	}
+	if v, ok := c.c.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+func (c *conn) Close() error {
+	if c.lk != nil {
+		c.checkin()
+	}
+	return c.c.Close()
+}
+
+func (c *conn) Ping(ctx context.Context) error {
+	c.use()
+	if p, ok := c.c.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	if n, ok := c.c.(driver.NamedValueChecker); ok {
+		return n.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}
+
+func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	c.use()
+	var res driver.Result
+	var err error
+	var begun time.Time
+	if c.w.mon != nil {
+		begun = time.Now()
+	}
+	switch e := c.c.(type) {
+	case driver.ExecerContext:
+		res, err = e.ExecContext(ctx, query, args)
+	case driver.Execer: //nolint:staticcheck // the legacy interface, as database/sql still accepts it
+		var dargs []driver.Value
+		if dargs, err = namedValueToValue(args); err != nil {
+			return nil, err
+		}
+		if err = ctx.Err(); err != nil {
+			return nil, err
+		}
+		res, err = e.Exec(query, dargs)
+	default:
+		return nil, driver.ErrSkip
+	}
+	if c.w.mon != nil && err != driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
+		c.w.observe(ctx, OpExec, query, args, begun, rowsAffected(res, err), err)
+	}
+	return res, err
+}
+
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	c.use()
+	var rows driver.Rows
+	var err error
+	var begun time.Time
+	if c.w.mon != nil {
+		begun = time.Now()
+	}
+	switch q := c.c.(type) {
+	case driver.QueryerContext:
+		rows, err = q.QueryContext(ctx, query, args)
+	case driver.Queryer: //nolint:staticcheck // the legacy interface, as database/sql still accepts it
+		var dargs []driver.Value
+		if dargs, err = namedValueToValue(args); err != nil {
+			return nil, err
+		}
+		if err = ctx.Err(); err != nil {
+			return nil, err
+		}
+		rows, err = q.Query(query, dargs)
+	default:
+		return nil, driver.ErrSkip
+	}
+	if c.w.mon != nil && err != driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
+		c.w.observe(ctx, OpQuery, query, args, begun, -1, err)
+	}
+	return rows, err
+}
+
+func (c *conn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	c.use()
+	var begun time.Time
+	if c.w.mon != nil {
+		begun = time.Now()
+	}
+	var s driver.Stmt
+	var err error
+	if p, ok := c.c.(driver.ConnPrepareContext); ok {
+		s, err = p.PrepareContext(ctx, query)
+	} else {
+		// database/sql's fallback: prepare, then honour a ctx that ended.
+		s, err = c.c.Prepare(query)
+		if err == nil && ctx.Err() != nil {
+			s.Close()
+			s, err = nil, ctx.Err()
+		}
+	}
+	if c.w.mon != nil {
+		c.w.observe(ctx, OpPrepare, query, nil, begun, -1, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return wrapStmt(s, c, query), nil
+}
+
+func (c *conn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+var (
+	errIsolation = errors.New("sql: driver does not support non-default isolation level")
+	errReadOnly  = errors.New("sql: driver does not support read-only transactions")
+)
+
+func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	c.use()
+	var begun time.Time
+	if c.w.mon != nil {
+		begun = time.Now()
+	}
+	var tx driver.Tx
+	var err error
+	if b, ok := c.c.(driver.ConnBeginTx); ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else {
+		// database/sql's fallback for drivers with Begin alone.
+		switch {
+		case opts.Isolation != driver.IsolationLevel(0):
+			return nil, errIsolation
+		case opts.ReadOnly:
+			return nil, errReadOnly
+		}
+		tx, err = c.c.Begin() //nolint:staticcheck // the fallback itself
+		if err == nil && ctx.Err() != nil {
+			tx.Rollback()
+			tx, err = nil, ctx.Err()
+		}
+	}
+	if c.w.mon != nil {
+		c.w.observe(ctx, OpBegin, "", nil, begun, -1, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.tx, c.txCtx = tx, ctx
+	return (*connTx)(c), nil
+}
+
+// connTx is the transaction in progress on a conn.
+type connTx conn
+
+func (t *connTx) Commit() error   { return (*conn)(t).end(OpCommit) }
+func (t *connTx) Rollback() error { return (*conn)(t).end(OpRollback) }
+
+func (c *conn) end(op Op) error {
+	tx, ctx := c.tx, c.txCtx
+	c.tx, c.txCtx = nil, nil
+	if tx == nil {
+		return driver.ErrBadConn // ended twice: database/sql never does
+	}
+	if c.w.mon == nil {
+		if op == OpCommit {
+			return tx.Commit()
+		}
+		return tx.Rollback()
+	}
+	begun := time.Now()
+	var err error
+	if op == OpCommit {
+		err = tx.Commit()
+	} else {
+		err = tx.Rollback()
+	}
+	c.w.observe(ctx, op, "", nil, begun, -1, err)
+	return err
+}
+
+// rowsAffected is what an exec's result says, or -1.
+func rowsAffected(res driver.Result, err error) int64 {
+	if err != nil || res == nil {
+		return -1
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// stmt wraps a prepared statement. Like conn it answers as database/sql
+// would for what the wrapped statement lacks; ColumnConverter, which
+// changes how database/sql converts arguments, is claimed only by stmtCC,
+// for statements that have it.
+type stmt struct {
+	s     driver.Stmt
+	c     *conn
+	query string
+}
+
+var (
+	_ driver.Stmt              = (*stmt)(nil)
+	_ driver.StmtExecContext   = (*stmt)(nil)
+	_ driver.StmtQueryContext  = (*stmt)(nil)
+	_ driver.NamedValueChecker = (*stmt)(nil)
+	_ driver.ColumnConverter   = stmtCC{} //nolint:staticcheck // forwarded for drivers that have it
+)
+
+type stmtCC struct{ *stmt }
+
+func (s stmtCC) ColumnConverter(idx int) driver.ValueConverter {
+	return s.s.(driver.ColumnConverter).ColumnConverter(idx) //nolint:staticcheck // forwarded
+}
+
+func wrapStmt(s driver.Stmt, c *conn, query string) driver.Stmt {
+	ws := &stmt{s: s, c: c, query: query}
+	if _, ok := s.(driver.ColumnConverter); ok { //nolint:staticcheck // forwarded
+		return stmtCC{ws}
+	}
+	return ws
+}
+
+func (s *stmt) Close() error  { return s.s.Close() }
+func (s *stmt) NumInput() int { return s.s.NumInput() }
+
+func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.s.Exec(args) //nolint:staticcheck // forwarded legacy call
+}
+
+func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.s.Query(args) //nolint:staticcheck // forwarded legacy call
+}
+
+// CheckNamedValue is the statement's checker, else the connection's (as
+// database/sql picks), else ErrSkip.
+func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
+	if n, ok := s.s.(driver.NamedValueChecker); ok {
+		return n.CheckNamedValue(nv)
+	}
+	return s.c.CheckNamedValue(nv)
+}
+
+func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	mon := s.c.w.mon
+	var begun time.Time
+	if mon != nil {
+		begun = time.Now()
+	}
+	var res driver.Result
+	var err error
+	if e, ok := s.s.(driver.StmtExecContext); ok {
+		res, err = e.ExecContext(ctx, args)
+	} else {
+		var dargs []driver.Value
+		if dargs, err = namedValueToValue(args); err != nil {
+			return nil, err
+		}
+		if err = ctx.Err(); err != nil {
+			return nil, err
+		}
+		res, err = s.s.Exec(dargs) //nolint:staticcheck // database/sql's fallback
+	}
+	if mon != nil {
+		s.c.w.observe(ctx, OpExec, s.query, args, begun, rowsAffected(res, err), err)
+	}
+	return res, err
+}
+
+func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	mon := s.c.w.mon
+	var begun time.Time
+	if mon != nil {
+		begun = time.Now()
+	}
+	var rows driver.Rows
+	var err error
+	if q, ok := s.s.(driver.StmtQueryContext); ok {
+		rows, err = q.QueryContext(ctx, args)
+	} else {
+		var dargs []driver.Value
+		if dargs, err = namedValueToValue(args); err != nil {
+			return nil, err
+		}
+		if err = ctx.Err(); err != nil {
+			return nil, err
+		}
+		rows, err = s.s.Query(dargs) //nolint:staticcheck // database/sql's fallback
+	}
+	if mon != nil {
+		s.c.w.observe(ctx, OpQuery, s.query, args, begun, -1, err)
+	}
+	return rows, err
+}

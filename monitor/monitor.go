@@ -1,0 +1,189 @@
+package monitor
+
+import (
+	"context"
+	"database/sql/driver"
+	"time"
+)
+
+// Monitor observes the statements and transactions of one or more engines.
+// Its methods are called synchronously on the goroutine that ran the
+// statement, possibly from many goroutines at once: they must be safe for
+// concurrent use and quick, and must not keep the events' Args.
+type Monitor interface {
+	// Query is called after every statement, BEGIN, COMMIT and ROLLBACK
+	// sent to the database.
+	Query(ctx context.Context, e QueryEvent)
+	// Tx is called when a transaction scope begins, ends or is retried.
+	Tx(ctx context.Context, e TxEvent)
+}
+
+// Op is the kind of a statement.
+type Op string
+
+// The operations a QueryEvent reports.
+const (
+	OpExec     Op = "exec"     // a statement run for its effect
+	OpQuery    Op = "query"    // a statement that returns rows
+	OpPrepare  Op = "prepare"  // preparing a statement
+	OpBegin    Op = "begin"    // BEGIN
+	OpCommit   Op = "commit"   // COMMIT
+	OpRollback Op = "rollback" // ROLLBACK
+)
+
+// QueryEvent describes one statement sent to the database.
+type QueryEvent struct {
+	DB       string              // the engine's name
+	Op       Op                  // what kind of statement
+	SQL      string              // its text ("" for begin, commit and rollback)
+	Args     []driver.NamedValue // its arguments: valid during the call only; never log them by default
+	Duration time.Duration       // from sending it until its result (for a query: its first rows) came back
+	Rows     int64               // rows affected by an exec; -1 when not known
+	Err      error               // what the driver returned
+	Slow     bool                // Duration reached the slow-query threshold
+}
+
+// TxKind is what happened to a transaction.
+type TxKind string
+
+// The kinds of TxEvent.
+const (
+	TxBegin    TxKind = "begin"    // the transaction began (or failed to)
+	TxCommit   TxKind = "commit"   // it was committed (Err: the commit failed)
+	TxRollback TxKind = "rollback" // it was rolled back
+	TxRetry    TxKind = "retry"    // a failed attempt is to be run again
+)
+
+// TxEvent describes a transaction scope that owns its transaction.
+type TxEvent struct {
+	DB      string // the engine's name
+	Label   string // the scope's label (session.Label), "" when unnamed
+	Kind    TxKind
+	Attempt int // 1 for the first run, 2 for the first retry...
+	// Duration is BEGIN's for begin, the whole attempt's (from BEGIN) for
+	// commit and rollback, and zero for retry.
+	Duration time.Duration
+	Err      error // begin, commit or rollback failed; for retry, why the attempt failed
+}
+
+// LeakEvent reports a connection held longer than the leak threshold.
+type LeakEvent struct {
+	DB    string        // the engine's name
+	Held  time.Duration // how long it had been held when reported
+	Stack string        // the goroutine stack that took the connection
+}
+
+// LeakMonitor is implemented by monitors that want leak reports. A leak is
+// reported once, from a goroutine of its own, while the connection is
+// still held.
+type LeakMonitor interface {
+	Leak(e LeakEvent)
+}
+
+// PoolStats are the figures of an engine's connection pools at one moment.
+type PoolStats struct {
+	MaxOpen           int           // connections the pools may open (0: unlimited)
+	Open              int           // connections open, in use or idle
+	InUse             int           // connections checked out
+	Idle              int           // connections open and free
+	Waiting           int64         // callers waiting for a connection right now
+	WaitCount         int64         // waits for a connection so far
+	WaitDuration      time.Duration // their total time
+	AcquireTimeouts   int64         // waits that ended in an acquire timeout so far
+	MaxIdleClosed     int64         // connections closed because the idle pool was full
+	MaxIdleTimeClosed int64         // connections closed after ConnMaxIdleTime unused
+	MaxLifetimeClosed int64         // connections closed at the end of their lifetime
+	Leaks             int64         // connections reported as leaked so far
+}
+
+// StatsSink is implemented by monitors that publish pool figures. An engine
+// whose monitor implements it hands over, when it opens, a function that
+// returns its current figures; the monitor calls it when it needs them (a
+// Prometheus scrape) until remove is called, when the engine closes.
+// remove may be called more than once.
+type StatsSink interface {
+	AddStatsSource(name string, stats func() PoolStats) (remove func())
+}
+
+// Nop returns the monitor that does nothing. An engine with it (and no
+// leak threshold) runs on its driver unwrapped.
+func Nop() Monitor { return nop{} }
+
+type nop struct{}
+
+func (nop) Query(context.Context, QueryEvent) {}
+func (nop) Tx(context.Context, TxEvent)       {}
+
+// IsNop reports whether m observes nothing: nil, Nop, or a Multi of those.
+func IsNop(m Monitor) bool {
+	switch m.(type) {
+	case nil, nop:
+		return true
+	}
+	return false
+}
+
+// Multi returns a monitor that hands every event to each of ms in turn.
+// It forwards StatsSink and LeakMonitor to those of ms that implement
+// them. Nil and Nop monitors are dropped; with none left it is Nop, with
+// one left it is that one.
+func Multi(ms ...Monitor) Monitor {
+	var keep multi
+	for _, m := range ms {
+		switch m := m.(type) {
+		case nil, nop:
+		case multi:
+			keep = append(keep, m...)
+		default:
+			keep = append(keep, m)
+		}
+	}
+	switch len(keep) {
+	case 0:
+		return nop{}
+	case 1:
+		return keep[0]
+	}
+	return keep
+}
+
+type multi []Monitor
+
+var (
+	_ StatsSink   = multi(nil)
+	_ LeakMonitor = multi(nil)
+)
+
+func (ms multi) Query(ctx context.Context, e QueryEvent) {
+	for _, m := range ms {
+		m.Query(ctx, e)
+	}
+}
+
+func (ms multi) Tx(ctx context.Context, e TxEvent) {
+	for _, m := range ms {
+		m.Tx(ctx, e)
+	}
+}
+
+func (ms multi) Leak(e LeakEvent) {
+	for _, m := range ms {
+		if l, ok := m.(LeakMonitor); ok {
+			l.Leak(e)
+		}
+	}
+}
+
+func (ms multi) AddStatsSource(name string, stats func() PoolStats) func() {
+	var removes []func()
+	for _, m := range ms {
+		if s, ok := m.(StatsSink); ok {
+			removes = append(removes, s.AddStatsSource(name, stats))
+		}
+	}
+	return func() {
+		for _, r := range removes {
+			r()
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultBuckets are the bounds, in seconds, of the statement duration
+// histogram: OpenTelemetry's for db.client.operation.duration.
+var DefaultBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
+
+// Prometheus is a monitor that keeps Prometheus metrics. One serves every
+// engine of an application: series carry the engine's name in the label
+// "engine". It implements StatsSink: pool figures are read from the
+// engines at scrape time.
+//
+// Metrics:
+//
+//	db_client_operation_duration_seconds{engine,operation,outcome}  histogram; outcome ok or error
+//	db_client_transactions_total{engine,label,outcome}              counter; committed, rolled_back, failed
+//	db_client_transaction_retries_total{engine,label}               counter
+//	db_client_connection_count{engine,state}                        gauge; state idle or used
+//	db_client_connection_max{engine}                                gauge
+//	db_client_connection_pending_requests{engine}                   gauge; callers waiting now
+//	db_client_connection_waits_total{engine}                        counter
+//	db_client_connection_wait_time_seconds_total{engine}            counter
+//	db_client_connection_timeouts_total{engine}                     counter; acquire timeouts
+//	db_client_connection_closed_total{engine,reason}                counter; max_idle, max_idle_time, max_lifetime
+//	db_client_connection_leaks_total{engine}                        counter
+//
+// SQL text is never a label.
+type Prometheus struct {
+	ops     vecCache[prometheus.Observer]
+	txs     vecCache[prometheus.Counter]
+	retries vecCache[prometheus.Counter]
+	pools   *poolCollector
+}
+
+var (
+	_ Monitor   = (*Prometheus)(nil)
+	_ StatsSink = (*Prometheus)(nil)
+)
+
+// PromOption configures NewPrometheus.
+type PromOption func(*promConfig)
+
+type promConfig struct {
+	buckets []float64
+}
+
+// PromBuckets sets the bounds, in seconds, of the duration histogram
+// (DefaultBuckets otherwise).
+func PromBuckets(b ...float64) PromOption {
+	return func(c *promConfig) { c.buckets = b }
+}
+
+// NewPrometheus returns a monitor whose metrics are registered with reg.
+// Calling it again with the same reg (a second engine, a second app in one
+// process) is no error: the new monitor shares the metrics registered
+// first.
+func NewPrometheus(reg prometheus.Registerer, opts ...PromOption) (*Prometheus, error) {
+	if reg == nil {
+		return nil, errors.New("monitor: NewPrometheus needs a prometheus.Registerer")
+	}
+	c := promConfig{buckets: DefaultBuckets}
+	for _, o := range opts {
+		o(&c)
+	}
+	ops, err := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "db_client_operation_duration_seconds",
+		Help:    "Duration of database client operations (statements, begin, commit, rollback).",
+		Buckets: c.buckets,
+	}, []string{"engine", "operation", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	txs, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "db_client_transactions_total",
+		Help: "Transactions ended, by outcome: committed, rolled_back, or failed (begin or commit failed).",
+	}, []string{"engine", "label", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	retries, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "db_client_transaction_retries_total",
+		Help: "Transaction attempts that failed and were run again.",
+	}, []string{"engine", "label"}))
+	if err != nil {
+		return nil, err
+	}
+	pools, err := register(reg, newPoolCollector())
+	if err != nil {
+		return nil, err
+	}
+	p := &Prometheus{pools: pools}
+	p.ops.get = func(lv [3]string) (prometheus.Observer, error) { return ops.GetMetricWithLabelValues(lv[:]...) }
+	p.txs.get = func(lv [3]string) (prometheus.Counter, error) { return txs.GetMetricWithLabelValues(lv[:]...) }
+	p.retries.get = func(lv [3]string) (prometheus.Counter, error) { return retries.GetMetricWithLabelValues(lv[:2]...) }
+	return p, nil
+}
+
+// register registers c, or returns the collector of the same metrics that
+// reg already has.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	var zero C
+	return zero, fmt.Errorf("monitor: register metrics: %w", err)
+}
+
+// Query observes the statement's duration.
+func (p *Prometheus) Query(_ context.Context, e QueryEvent) {
+	outcome := "ok"
+	if e.Err != nil {
+		outcome = "error"
+	}
+	if o := p.ops.with([3]string{e.DB, string(e.Op), outcome}); o != nil {
+		o.Observe(e.Duration.Seconds())
+	}
+}
+
+// Tx counts transactions by outcome, and retries.
+func (p *Prometheus) Tx(_ context.Context, e TxEvent) {
+	var outcome string
+	switch {
+	case e.Kind == TxRetry:
+		if c := p.retries.with([3]string{e.DB, e.Label}); c != nil {
+			c.Inc()
+		}
+		return
+	case e.Kind == TxBegin && e.Err == nil:
+		return // counted when it ends
+	case e.Kind == TxRollback:
+		outcome = "rolled_back"
+	case e.Kind == TxCommit && e.Err == nil:
+		outcome = "committed"
+	default:
+		outcome = "failed"
+	}
+	if c := p.txs.with([3]string{e.DB, e.Label, outcome}); c != nil {
+		c.Inc()
+	}
+}
+
+// AddStatsSource adds an engine's pool figures to the scrapes until remove
+// is called. Sources of the same name are added up.
+func (p *Prometheus) AddStatsSource(name string, stats func() PoolStats) (remove func()) {
+	return p.pools.add(name, stats)
+}
+
+// vecCache finds the series of a metric vector by label values without
+// allocating: WithLabelValues allocates its variadic slice on every call.
+// Reads are lock-free; a new series copies the map.
+type vecCache[M any] struct {
+	m   atomic.Pointer[map[[3]string]M]
+	mu  sync.Mutex
+	get func([3]string) (M, error)
+}
+
+// with returns the series, or the zero M when the label values are
+// refused (they are made valid UTF-8 first, so this should not happen).
+func (c *vecCache[M]) with(lv [3]string) M {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[lv]; ok {
+			return v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if v, ok := (*old)[lv]; ok {
+			return v
+		}
+	}
+	valid := lv
+	for i := range valid {
+		valid[i] = strings.ToValidUTF8(valid[i], "\uFFFD")
+	}
+	v, err := c.get(valid)
+	if err != nil {
+		var zero M
+		return zero
+	}
+	next := make(map[[3]string]M, 1)
+	if old != nil {
+		for k, x := range *old {
+			next[k] = x
+		}
+	}
+	next[lv] = v
+	c.m.Store(&next)
+	return v
+}
+
+// poolCollector reads the stats sources at scrape time.
+type poolCollector struct {
+	mu      sync.Mutex
+	sources map[*statsSource]struct{}
+
+	count, max, pending, waits, waitTime, timeouts, closed, leaks *prometheus.Desc
+}
+
+type statsSource struct {
+	name  string
+	stats func() PoolStats
+}
+
+func newPoolCollector() *poolCollector {
+	engine := []string{"engine"}
+	return &poolCollector{
+		sources: map[*statsSource]struct{}{},
+		count: prometheus.NewDesc("db_client_connection_count",
+			"Connections open, by state: idle or used.", []string{"engine", "state"}, nil),
+		max: prometheus.NewDesc("db_client_connection_max",
+			"Connections the pools may open (0: unlimited).", engine, nil),
+		pending: prometheus.NewDesc("db_client_connection_pending_requests",
+			"Callers waiting for a connection now.", engine, nil),
+		waits: prometheus.NewDesc("db_client_connection_waits_total",
+			"Waits for a free connection.", engine, nil),
+		waitTime: prometheus.NewDesc("db_client_connection_wait_time_seconds_total",
+			"Time spent waiting for a free connection.", engine, nil),
+		timeouts: prometheus.NewDesc("db_client_connection_timeouts_total",
+			"Waits for a connection that ended in an acquire timeout.", engine, nil),
+		closed: prometheus.NewDesc("db_client_connection_closed_total",
+			"Connections closed by the pool, by reason: max_idle, max_idle_time, max_lifetime.",
+			[]string{"engine", "reason"}, nil),
+		leaks: prometheus.NewDesc("db_client_connection_leaks_total",
+			"Connections held longer than the leak threshold.", engine, nil),
+	}
+}
+
+func (c *poolCollector) add(name string, stats func() PoolStats) func() {
+	s := &statsSource{name: name, stats: stats}
+	c.mu.Lock()
+	c.sources[s] = struct{}{}
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		delete(c.sources, s)
+		c.mu.Unlock()
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.count, c.max, c.pending, c.waits, c.waitTime, c.timeouts, c.closed, c.leaks} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	sources := make([]*statsSource, 0, len(c.sources))
+	for s := range c.sources {
+		sources = append(sources, s)
+	}
+	c.mu.Unlock()
+	byName := map[string]PoolStats{}
+	for _, s := range sources {
+		st := s.stats() // outside the lock: it may take the pool's
+		t := byName[s.name]
+		t.MaxOpen += st.MaxOpen
+		t.Open += st.Open
+		t.InUse += st.InUse
+		t.Idle += st.Idle
+		t.Waiting += st.Waiting
+		t.WaitCount += st.WaitCount
+		t.WaitDuration += st.WaitDuration
+		t.AcquireTimeouts += st.AcquireTimeouts
+		t.MaxIdleClosed += st.MaxIdleClosed
+		t.MaxIdleTimeClosed += st.MaxIdleTimeClosed
+		t.MaxLifetimeClosed += st.MaxLifetimeClosed
+		t.Leaks += st.Leaks
+		byName[s.name] = t
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	for name, s := range byName {
+		name = strings.ToValidUTF8(name, "\uFFFD")
+		ch <- prometheus.MustNewConstMetric(c.count, gauge, float64(s.Idle), name, "idle")
+		ch <- prometheus.MustNewConstMetric(c.count, gauge, float64(s.InUse), name, "used")
+		ch <- prometheus.MustNewConstMetric(c.max, gauge, float64(s.MaxOpen), name)
+		ch <- prometheus.MustNewConstMetric(c.pending, gauge, float64(s.Waiting), name)
+		ch <- prometheus.MustNewConstMetric(c.waits, counter, float64(s.WaitCount), name)
+		ch <- prometheus.MustNewConstMetric(c.waitTime, counter, s.WaitDuration.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(c.timeouts, counter, float64(s.AcquireTimeouts), name)
+		ch <- prometheus.MustNewConstMetric(c.closed, counter, float64(s.MaxIdleClosed), name, "max_idle")
+		ch <- prometheus.MustNewConstMetric(c.closed, counter, float64(s.MaxIdleTimeClosed), name, "max_idle_time")
+		ch <- prometheus.MustNewConstMetric(c.closed, counter, float64(s.MaxLifetimeClosed), name, "max_lifetime")
+		ch <- prometheus.MustNewConstMetric(c.leaks, counter, float64(s.Leaks), name)
+	}
+}

@@ -1,0 +1,154 @@
+package monitor
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"regexp"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// ZapOption configures NewZap.
+type ZapOption func(*zapConfig)
+
+type zapConfig struct {
+	args     bool
+	maxSQL   int
+	every    bool
+	canceled zapcore.Level
+}
+
+// LogArgs adds statements' arguments to their log lines. Off by default:
+// arguments hold user data.
+func LogArgs() ZapOption { return func(c *zapConfig) { c.args = true } }
+
+// MaxSQLLength cuts SQL text in log lines after n bytes (default 2048;
+// 0 or less: no limit).
+func MaxSQLLength(n int) ZapOption { return func(c *zapConfig) { c.maxSQL = n } }
+
+// LogEveryStatement logs every statement at debug level, besides slow and
+// failed ones.
+func LogEveryStatement() ZapOption { return func(c *zapConfig) { c.every = true } }
+
+// Zap is a monitor that writes log lines: failed statements and
+// transactions at error level, slow statements and retries at warn, leaked
+// connections at error with the stack that took them. Statements cut short
+// by their context's end are logged at debug: the caller gave up. SQL text
+// is logged with passwords in it (PASSWORD '...', IDENTIFIED BY '...')
+// masked; arguments only with LogArgs.
+type Zap struct {
+	l   *zap.Logger
+	cfg zapConfig
+}
+
+var (
+	_ Monitor     = (*Zap)(nil)
+	_ LeakMonitor = (*Zap)(nil)
+)
+
+// NewZap returns a monitor that logs to l.
+func NewZap(l *zap.Logger, opts ...ZapOption) *Zap {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	c := zapConfig{maxSQL: 2048, canceled: zapcore.DebugLevel}
+	for _, o := range opts {
+		o(&c)
+	}
+	return &Zap{l: l, cfg: c}
+}
+
+// Query logs a failed, slow or (with LogEveryStatement) any statement.
+func (z *Zap) Query(_ context.Context, e QueryEvent) {
+	var lvl zapcore.Level
+	var msg string
+	switch {
+	case e.Err != nil && (errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded)):
+		lvl, msg = z.cfg.canceled, "statement cut short by its context"
+	case e.Err != nil && !errors.Is(e.Err, sql.ErrTxDone):
+		lvl, msg = zapcore.ErrorLevel, "statement failed"
+	case e.Slow:
+		lvl, msg = zapcore.WarnLevel, "slow statement"
+	case z.cfg.every:
+		lvl, msg = zapcore.DebugLevel, "statement"
+	default:
+		return
+	}
+	ce := z.l.Check(lvl, msg)
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 7)
+	fields = append(fields, zap.String("engine", e.DB), zap.String("operation", string(e.Op)),
+		zap.Duration("duration", e.Duration))
+	if e.SQL != "" {
+		fields = append(fields, zap.String("sql", z.sql(e.SQL)))
+	}
+	if e.Rows >= 0 {
+		fields = append(fields, zap.Int64("rows", e.Rows))
+	}
+	if z.cfg.args && len(e.Args) > 0 {
+		args := make([]any, len(e.Args))
+		for i, a := range e.Args {
+			args[i] = a.Value
+		}
+		fields = append(fields, zap.Any("args", args))
+	}
+	if e.Err != nil {
+		fields = append(fields, zap.Error(e.Err))
+	}
+	ce.Write(fields...)
+}
+
+// Tx logs failed transactions at error level and retries at warn.
+func (z *Zap) Tx(_ context.Context, e TxEvent) {
+	var lvl zapcore.Level
+	var msg string
+	switch {
+	case e.Kind == TxRetry:
+		lvl, msg = zapcore.WarnLevel, "transaction retried"
+	case e.Err != nil && e.Kind == TxRollback:
+		lvl, msg = zapcore.ErrorLevel, "transaction rollback failed"
+	case e.Err != nil:
+		lvl, msg = zapcore.ErrorLevel, "transaction "+string(e.Kind)+" failed"
+	default:
+		return
+	}
+	if errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded) {
+		lvl = z.cfg.canceled
+	}
+	if ce := z.l.Check(lvl, msg); ce != nil {
+		ce.Write(zap.String("engine", e.DB), zap.String("label", e.Label), zap.Int("attempt", e.Attempt),
+			zap.Duration("duration", e.Duration), zap.Error(e.Err))
+	}
+}
+
+// Leak logs a leaked connection with the stack that took it.
+func (z *Zap) Leak(e LeakEvent) {
+	z.l.Error("connection held longer than the leak threshold", zap.String("engine", e.DB),
+		zap.Duration("held", e.Held), zap.String("taken_at", e.Stack))
+}
+
+// passwordLiteral finds the password literals of CREATE/ALTER USER or ROLE
+// on PostgreSQL and MySQL.
+var passwordLiteral = regexp.MustCompile(`(?i)(PASSWORD\s*(?:=\s*)?|IDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)('(?:[^']|'')*'|"(?:[^"]|"")*")`)
+
+// sql returns query for a log line: passwords masked, cut to maxSQL.
+func (z *Zap) sql(query string) string {
+	if strings.Contains(strings.ToUpper(query), "PASSWORD") || strings.Contains(strings.ToUpper(query), "IDENTIFIED") {
+		query = passwordLiteral.ReplaceAllString(query, "${1}'xxxxx'")
+	}
+	if z.cfg.maxSQL > 0 && len(query) > z.cfg.maxSQL {
+		cut := z.cfg.maxSQL
+		for cut > 0 && !utf8Start(query[cut]) {
+			cut--
+		}
+		query = query[:cut] + "..."
+	}
+	return query
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

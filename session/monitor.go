@@ -1,0 +1,78 @@
+package session
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/monitor"
+)
+
+// WithMonitor reports the transactions of the Manager's scopes to mon, as
+// the database named db: begin, commit, rollback and retry, with the
+// scope's Label and the attempt. Statements are reported by the pool's
+// connector (see monitor.WrapConnector), not here.
+func WithMonitor(db string, mon monitor.Monitor) Option {
+	return func(c *config) {
+		if !monitor.IsNop(mon) {
+			c.mon, c.db = mon, db
+		}
+	}
+}
+
+// txWatch is what the events of one attempt's transaction share.
+type txWatch struct {
+	ctx     context.Context
+	label   string
+	attempt int
+	begun   time.Time // when BEGIN was sent
+}
+
+// watchTx reports a BEGIN that started at begun and returns the watch of
+// the transaction's end.
+func (m *Manager) watchTx(ctx context.Context, label string, attempt int, begun time.Time, err error) txWatch {
+	w := txWatch{ctx: ctx, label: label, attempt: attempt, begun: begun}
+	if m.cfg.mon != nil {
+		m.cfg.mon.Tx(ctx, monitor.TxEvent{DB: m.cfg.db, Label: label, Kind: monitor.TxBegin,
+			Attempt: attempt, Duration: time.Since(begun), Err: err})
+	}
+	return w
+}
+
+// retried reports that an attempt failed with err and will run again.
+func (m *Manager) retried(ctx context.Context, label string, attempt int, err error) {
+	if m.cfg.mon != nil {
+		m.cfg.mon.Tx(ctx, monitor.TxEvent{DB: m.cfg.db, Label: label, Kind: monitor.TxRetry,
+			Attempt: attempt, Err: err})
+	}
+}
+
+// commit commits tx, the scope's own transaction, and reports it.
+func (s *scope) commit(tx *sqlx.Tx) error {
+	err := tx.Commit()
+	s.report(monitor.TxCommit, err)
+	return err
+}
+
+// rollback rolls tx back and reports it. A transaction database/sql had
+// already rolled back (its ctx ended) is reported rolled back, not failed.
+func (s *scope) rollback(tx *sqlx.Tx) error {
+	err := tx.Rollback()
+	reported := err
+	if errors.Is(err, sql.ErrTxDone) {
+		reported = nil
+	}
+	s.report(monitor.TxRollback, reported)
+	return err
+}
+
+func (s *scope) report(kind monitor.TxKind, err error) {
+	m, w := s.m, s.watch
+	if m.cfg.mon != nil {
+		m.cfg.mon.Tx(w.ctx, monitor.TxEvent{DB: m.cfg.db, Label: w.label, Kind: kind,
+			Attempt: w.attempt, Duration: time.Since(w.begun), Err: err})
+	}
+}
