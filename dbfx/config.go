@@ -35,8 +35,8 @@ type Config struct {
 	AcquireTimeout  time.Duration // pool_timeout: a scope waiting longer for a connection fails; default 30s
 	ConnectTimeout  time.Duration // how long start waits (retrying with backoff) for the database; default 10s
 	QueryTimeout    time.Duration // default deadline of a statement whose ctx has none (not supported yet: rejected)
-	SlowQuery       time.Duration // slow-statement threshold for the monitor (not supported yet: rejected)
-	LeakThreshold   time.Duration // report scopes held longer than this (not supported yet: rejected)
+	SlowQuery       time.Duration // statements at least this long are reported to the monitor as slow (0: none)
+	LeakThreshold   time.Duration // a connection held longer is reported to the monitor with the stack that took it (0: off)
 	StatementCache  int           // prepared statements kept per engine (not supported yet: rejected)
 	HealthInterval  time.Duration // how often replicas and the primary are checked in the background
 }
@@ -157,8 +157,7 @@ func (c Config) resolve() (*resolved, error) {
 		field string
 		set   bool
 	}{
-		{"QueryTimeout", c.QueryTimeout != 0}, {"SlowQuery", c.SlowQuery != 0},
-		{"LeakThreshold", c.LeakThreshold != 0}, {"StatementCache", c.StatementCache != 0},
+		{"QueryTimeout", c.QueryTimeout != 0}, {"StatementCache", c.StatementCache != 0},
 	} {
 		if f.set {
 			add(f.field, "is not supported yet")

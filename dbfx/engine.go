@@ -3,6 +3,7 @@ package dbfx
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,11 +12,12 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"           // the postgres driver
-	_ "github.com/mattn/go-sqlite3" // the sqlite3 driver
+	"github.com/lib/pq"
+	"github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/monitor"
 	"github.com/enginekit/enginekit/session"
 )
 
@@ -24,6 +26,7 @@ type Option func(*options)
 
 type options struct {
 	log *zap.Logger
+	mon monitor.Monitor
 }
 
 // WithLogger sets the logger of the engine (a no-op logger otherwise).
@@ -31,6 +34,18 @@ func WithLogger(l *zap.Logger) Option {
 	return func(o *options) {
 		if l != nil {
 			o.log = l
+		}
+	}
+}
+
+// WithMonitor sets the monitor that observes the engine's statements,
+// transactions and leaked connections; give several with monitor.Multi.
+// Without one (or with monitor.Nop), and without Config.LeakThreshold,
+// statements run on the driver unobserved.
+func WithMonitor(m monitor.Monitor) Option {
+	return func(o *options) {
+		if m != nil {
+			o.mon = m
 		}
 	}
 }
@@ -44,6 +59,8 @@ type Engine struct {
 	reader   *sqlx.DB // SQLite: query-only readers; nil otherwise
 	health   *sql.DB  // one connection kept for health checks; nil for SQLite in memory
 	sessions *session.Manager
+	wrapped  []*monitor.Connector // the pools' connectors that observe them
+	unstats  func()               // stops handing the pool figures to the monitor
 
 	closeOnce sync.Once
 	closeErr  error
@@ -79,12 +96,17 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if r.mysql != nil {
 		// The driver's own log lines go to the engine's logger, not stderr.
 		r.mysql.Logger = mysqlLogger{e.log}
-		conn, err := mysql.NewConnector(r.mysql)
-		if err != nil {
-			return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
-		}
-		e.db = sqlx.NewDb(sql.OpenDB(conn), driverName)
-	} else if e.db, err = sqlx.Open(driverName, r.writer); err != nil {
+	}
+	// Each connection of a pool with a lifetime expires at its own time
+	// (monitor.ConnectorOptions.MaxLifetime). The SQLite writer has none:
+	// its one connection may be the whole database.
+	watch := monitor.ConnectorOptions{DB: c.Name, Monitor: o.mon, SlowQuery: c.SlowQuery,
+		LeakThreshold: c.LeakThreshold, MaxLifetime: c.ConnMaxLifetime}
+	writerWatch := watch
+	if driverName == "sqlite3" {
+		writerWatch.MaxLifetime = 0
+	}
+	if e.db, err = e.open(r.writer, writerWatch); err != nil {
 		return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
 	}
 	switch {
@@ -97,7 +119,10 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.db.SetMaxOpenConns(1)
 		e.db.SetMaxIdleConns(1)
 		e.db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
-		e.reader = sqlx.MustOpen(driverName, r.reader)
+		if e.reader, err = e.open(r.reader, watch); err != nil {
+			_ = e.closePools()
+			return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
+		}
 		setPool(e.reader.DB, c)
 	default:
 		setPool(e.db.DB, c)
@@ -107,16 +132,15 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		if e.reader != nil {
 			dsn = r.reader
 		}
-		if r.mysql != nil {
-			conn, _ := mysql.NewConnector(r.mysql) // it accepted this config above
-			e.health = sql.OpenDB(conn)
-		} else {
-			e.health, _ = sql.Open(driverName, dsn) // the DSN was opened once already
-		}
+		conn, _ := r.connector(dsn) // it accepted this DSN above
+		e.health = sql.OpenDB(conn)
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
 	sopts := []session.Option{session.WithAcquireTimeout(c.AcquireTimeout)}
+	if !monitor.IsNop(o.mon) {
+		sopts = append(sopts, session.WithMonitor(c.Name, o.mon))
+	}
 	if e.reader != nil {
 		sopts = append(sopts, session.WithReader(e.reader))
 	}
@@ -124,7 +148,44 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		_ = e.closePools()
 		return nil, err
 	}
+	if sink, ok := o.mon.(monitor.StatsSink); ok {
+		e.unstats = sink.AddStatsSource(c.Name, e.poolStats)
+	}
 	return e, nil
+}
+
+// open opens a pool on dsn through a connector that observes it per w
+// (the driver's own when w asks for nothing). sqlx keeps the real driver
+// name, on which its placeholders depend.
+func (e *Engine) open(dsn string, w monitor.ConnectorOptions) (*sqlx.DB, error) {
+	conn, err := e.r.connector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	conn = monitor.WrapConnector(conn, w)
+	if wc, ok := conn.(*monitor.Connector); ok {
+		e.wrapped = append(e.wrapped, wc)
+	}
+	return sqlx.NewDb(sql.OpenDB(conn), e.r.cfg.Driver), nil
+}
+
+// connector returns the driver's connector for dsn.
+func (r *resolved) connector(dsn string) (driver.Connector, error) {
+	switch r.cfg.Driver {
+	case "mysql":
+		return mysql.NewConnector(r.mysql)
+	case "postgres":
+		return pq.NewConnector(dsn)
+	case "sqlite3":
+		return monitor.DSNConnector(&sqlite3.SQLiteDriver{}, dsn)
+	}
+	// pgx, registered by the application: its driver's own connector.
+	db, err := sql.Open(r.cfg.Driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return monitor.DSNConnector(db.Driver(), dsn)
 }
 
 func setPool(db *sql.DB, c Config) {
@@ -245,6 +306,9 @@ func (e *Engine) Close(ctx context.Context) error {
 }
 
 func (e *Engine) closePools() error {
+	if e.unstats != nil {
+		e.unstats()
+	}
 	var errs []error
 	for _, db := range []*sql.DB{e.db.DB, e.health} {
 		if db != nil {

@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/monitor"
 )
 
 // Status is an engine's health.
@@ -46,6 +50,7 @@ type Stats struct {
 	WaitDuration    time.Duration `json:"wait_duration_ns"` // their total time
 	AcquireTimeouts int64         `json:"acquire_timeouts"` // session.ErrAcquireTimeout returned so far
 	Scopes          int           `json:"scopes"`           // scopes in flight
+	Leaks           int64         `json:"leaks"`            // connections held past Config.LeakThreshold so far
 }
 
 // Stats returns the engine's figures. It never blocks on the pool.
@@ -65,7 +70,32 @@ func (e *Engine) Stats() Stats {
 	}
 	m := e.sessions.Stats()
 	s.Waiting, s.AcquireTimeouts, s.Scopes = m.Waiting, m.AcquireTimeouts, m.Active
+	for _, w := range e.wrapped {
+		s.Leaks += w.Stats().Leaks
+	}
 	return s
+}
+
+// poolStats are the figures the engine hands its monitor (a
+// monitor.StatsSink) for each scrape.
+func (e *Engine) poolStats() monitor.PoolStats {
+	s := e.Stats()
+	p := monitor.PoolStats{
+		MaxOpen: s.MaxOpen, Open: s.Open, InUse: s.InUse, Idle: s.Idle, Waiting: s.Waiting,
+		WaitCount: s.WaitCount, WaitDuration: s.WaitDuration, AcquireTimeouts: s.AcquireTimeouts, Leaks: s.Leaks,
+	}
+	for _, db := range []*sqlx.DB{e.db, e.reader} {
+		if db != nil {
+			st := db.Stats()
+			p.MaxIdleClosed += st.MaxIdleClosed
+			p.MaxIdleTimeClosed += st.MaxIdleTimeClosed
+			p.MaxLifetimeClosed += st.MaxLifetimeClosed
+		}
+	}
+	for _, w := range e.wrapped {
+		p.MaxLifetimeClosed += w.Stats().Expired
+	}
+	return p
 }
 
 // HealthTimeout bounds a health check whose ctx has no deadline.
