@@ -1,0 +1,108 @@
+package repo
+
+// Cond is a condition on an entity's columns, made by Eq, In, And and the
+// other constructors. Columns are names of the entity's columns, checked
+// when the statement is built: an unknown one fails with ErrUnknownColumn
+// before anything is sent. Values are always bound as parameters, never
+// written into the SQL text. The zero Cond is invalid.
+type Cond struct {
+	op     condOp
+	column string
+	value  any
+	values []any
+	conds  []Cond
+}
+
+type condOp uint8
+
+const (
+	opInvalid condOp = iota
+	opEq
+	opNe
+	opGt
+	opGte
+	opLt
+	opLte
+	opLike
+	opIn
+	opIsNull
+	opNotNull
+	opAnd
+	opOr
+)
+
+// Eq is column = v; Eq(column, nil) is column IS NULL.
+func Eq(column string, v any) Cond { return Cond{op: opEq, column: column, value: v} }
+
+// Ne is column <> v; Ne(column, nil) is column IS NOT NULL.
+func Ne(column string, v any) Cond { return Cond{op: opNe, column: column, value: v} }
+
+// Gt is column > v.
+func Gt(column string, v any) Cond { return Cond{op: opGt, column: column, value: v} }
+
+// Gte is column >= v.
+func Gte(column string, v any) Cond { return Cond{op: opGte, column: column, value: v} }
+
+// Lt is column < v.
+func Lt(column string, v any) Cond { return Cond{op: opLt, column: column, value: v} }
+
+// Lte is column <= v.
+func Lte(column string, v any) Cond { return Cond{op: opLte, column: column, value: v} }
+
+// Like is column LIKE pattern, the pattern bound as a parameter. Case
+// sensitivity follows the database (and the column's collation).
+func Like(column string, pattern any) Cond { return Cond{op: opLike, column: column, value: pattern} }
+
+// In is column IN (vs...). With no values it matches no row.
+func In(column string, vs ...any) Cond { return Cond{op: opIn, column: column, values: vs} }
+
+// IsNull is column IS NULL.
+func IsNull(column string) Cond { return Cond{op: opIsNull, column: column} }
+
+// NotNull is column IS NOT NULL.
+func NotNull(column string) Cond { return Cond{op: opNotNull, column: column} }
+
+// And holds when every one of cs does; with none it always holds.
+func And(cs ...Cond) Cond { return Cond{op: opAnd, conds: cs} }
+
+// Or holds when one of cs does; with none it never holds.
+func Or(cs ...Cond) Cond { return Cond{op: opOr, conds: cs} }
+
+// Clause shapes a query: Where, OrderBy, Limit, Offset.
+type Clause struct {
+	kind   clauseKind
+	cond   Cond
+	column string
+	desc   bool
+	n      int
+}
+
+type clauseKind uint8
+
+const (
+	clauseInvalid clauseKind = iota
+	clauseWhere
+	clauseOrder
+	clauseLimit
+	clauseOffset
+)
+
+// Where keeps the rows for which c holds. Several Where clauses must all
+// hold.
+func Where(c Cond) Clause { return Clause{kind: clauseWhere, cond: c} }
+
+// OrderBy sorts by column, descending when desc. Several OrderBy clauses
+// sort by each in turn. The primary key always ends the ordering, so that
+// results (and pages) are deterministic; without OrderBy rows come in
+// primary key order.
+func OrderBy(column string, desc bool) Clause {
+	return Clause{kind: clauseOrder, column: column, desc: desc}
+}
+
+// Limit returns at most n rows (n >= 0). The last Limit wins.
+func Limit(n int) Clause { return Clause{kind: clauseLimit, n: n} }
+
+// Offset skips the first n rows (n >= 0). The last Offset wins. Prefer
+// Page for paging through large results: an offset makes the database
+// read and discard the rows it skips.
+func Offset(n int) Clause { return Clause{kind: clauseOffset, n: n} }

@@ -1,0 +1,37 @@
+package repo
+
+import (
+	"database/sql"
+	"errors"
+)
+
+// Errors returned by repositories, matched with errors.Is. The errors
+// returned wrap them with the table and, where there is one, the key.
+var (
+	// ErrNotFound: no row has the key, or no row matches. It also matches
+	// sql.ErrNoRows, so code written against database/sql keeps working.
+	ErrNotFound error = notFound{}
+	// ErrStale: Update lost a race: the row's version is no longer the one
+	// the caller read. Read it again and redo the change.
+	ErrStale = errors.New("repo: stale version, the row was changed by another writer")
+	// ErrUnknownColumn: a clause names a column the entity does not map.
+	// Nothing is sent to the database.
+	ErrUnknownColumn = errors.New("repo: unknown column")
+	// ErrDuplicate: a write violated a unique or primary key constraint.
+	// The driver's error is wrapped too.
+	ErrDuplicate = errors.New("repo: duplicate key")
+	// ErrInvalidCursor: a PageRequest.After that this repository did not
+	// make for the same ordering (tampered, truncated, or from another
+	// query).
+	ErrInvalidCursor = errors.New("repo: invalid page cursor")
+	// ErrInvalidClause: a clause that cannot be turned into SQL (an empty
+	// condition, a negative limit, a clause Page or Count cannot take).
+	ErrInvalidClause = errors.New("repo: invalid clause")
+)
+
+// notFound is ErrNotFound: a distinct error that still matches
+// sql.ErrNoRows.
+type notFound struct{}
+
+func (notFound) Error() string        { return "repo: not found" }
+func (notFound) Is(target error) bool { return target == sql.ErrNoRows }
