@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -25,8 +26,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	log *zap.Logger
-	mon monitor.Monitor
+	log        *zap.Logger
+	mon        monitor.Monitor
+	migrations fs.FS
 }
 
 // WithLogger sets the logger of the engine (a no-op logger otherwise).
@@ -53,14 +55,15 @@ func WithMonitor(m monitor.Monitor) Option {
 // Engine is one database: its pools, its session Manager and its health.
 // It is safe for use by many goroutines.
 type Engine struct {
-	r        *resolved
-	log      *zap.Logger
-	db       *sqlx.DB // writer
-	reader   *sqlx.DB // SQLite: query-only readers; nil otherwise
-	health   *sql.DB  // one connection kept for health checks; nil for SQLite in memory
-	sessions *session.Manager
-	wrapped  []*monitor.Connector // the pools' connectors that observe them
-	unstats  func()               // stops handing the pool figures to the monitor
+	r          *resolved
+	log        *zap.Logger
+	db         *sqlx.DB // writer
+	reader     *sqlx.DB // SQLite: query-only readers; nil otherwise
+	health     *sql.DB  // one connection kept for health checks; nil for SQLite in memory
+	sessions   *session.Manager
+	wrapped    []*monitor.Connector // the pools' connectors that observe them
+	unstats    func()               // stops handing the pool figures to the monitor
+	migrations fs.FS                // applied at start; nil: none
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,7 +94,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		opt(&o)
 	}
 	c := r.cfg
-	e := &Engine{r: r, log: o.log.With(zap.String("engine", c.Name)), closed: make(chan struct{})}
+	e := &Engine{r: r, log: o.log.With(zap.String("engine", c.Name)), closed: make(chan struct{}), migrations: o.migrations}
 	driverName := c.Driver
 	if r.mysql != nil {
 		// The driver's own log lines go to the engine's logger, not stderr.
@@ -216,6 +219,20 @@ func (e *Engine) describe() string {
 // start waits until every pool answers a ping, at most ConnectTimeout. When
 // it fails it closes the pools: Fx does not stop a hook whose start failed.
 func (e *Engine) start(ctx context.Context) error {
+	if err := e.connect(ctx); err != nil {
+		return err
+	}
+	if e.migrations != nil {
+		if err := e.migrate(ctx, e.migrations); err != nil {
+			_ = e.closePools()
+			return err
+		}
+	}
+	return nil
+}
+
+// connect waits until every pool answers a ping, at most ConnectTimeout.
+func (e *Engine) connect(ctx context.Context) error {
 	timeout := e.r.cfg.ConnectTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
