@@ -177,12 +177,12 @@ func (r *Repository[T, ID]) decodeCursor(s string, order []orderTerm, fp uint32)
 	key := make([]any, len(order))
 	for i, o := range order {
 		col := &r.e.cols[o.col]
+		if bytes.Equal(c.Key[i], []byte("null")) { // json.Unmarshal would leave the zero value
+			return nil, fmt.Errorf("%w: value of %q is null", ErrInvalidCursor, col.name)
+		}
 		v := reflect.New(col.typ)
 		if err := json.Unmarshal(c.Key[i], v.Interface()); err != nil {
 			return nil, fmt.Errorf("%w: value of %q: %v", ErrInvalidCursor, col.name, err)
-		}
-		if (v.Elem().Kind() == reflect.Pointer || v.Elem().Kind() == reflect.Interface) && v.Elem().IsNil() {
-			return nil, fmt.Errorf("%w: value of %q is null", ErrInvalidCursor, col.name)
 		}
 		key[i] = col.val(v.UnsafePointer())
 	}
