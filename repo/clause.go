@@ -92,9 +92,9 @@ const (
 func Where(c Cond) Clause { return Clause{kind: clauseWhere, cond: c} }
 
 // OrderBy sorts by column, descending when desc. Several OrderBy clauses
-// sort by each in turn. The primary key always ends the ordering, so that
-// results (and pages) are deterministic; without OrderBy rows come in
-// primary key order.
+// sort by each in turn. The primary key always ends the ordering, in the
+// direction of the last OrderBy, so that results (and pages) are
+// deterministic; without OrderBy rows come in ascending primary key order.
 func OrderBy(column string, desc bool) Clause {
 	return Clause{kind: clauseOrder, column: column, desc: desc}
 }
