@@ -101,9 +101,11 @@ func (m *Manager) Stats() Stats {
 }
 
 // Close refuses new scopes (they return ErrClosed) and waits for those in
-// flight. If ctx ends first, it cancels their contexts, so they roll back,
-// and returns the ctx error. It does not close the pools: their owner does.
-// Close may be called more than once.
+// flight; scopes these open inside them may still start, so that they can
+// finish their work. If ctx ends first, it cancels their contexts, so they
+// roll back, and returns the ctx error (nil when nothing was in flight). It
+// does not close the pools: their owner does. Close may be called more
+// than once.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if !m.closed {
@@ -114,6 +116,11 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	select {
+	case <-m.idle: // nothing in flight: done, even when ctx has ended
+		return nil
+	default:
+	}
+	select {
 	case <-m.idle:
 		return nil
 	case <-ctx.Done():
@@ -122,11 +129,13 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 }
 
-// enter counts a new outermost scope in, unless the Manager is closed.
-func (m *Manager) enter() error {
+// enter counts a scope that takes a connection of its own in. After Close
+// only an inner one may start: one opened inside a scope still in flight,
+// which Close lets finish.
+func (m *Manager) enter(inner bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.closed && !inner {
 		return ErrClosed
 	}
 	m.active++

@@ -127,13 +127,13 @@ func AfterCommit(ctx context.Context, fn func(ctx context.Context)) {
 // statements. Inside another scope of this Manager it reuses its connection.
 func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) error {
 	cur := m.current(ctx)
+	if cur != nil && cur.ended.Load() {
+		return ErrScopeEnded
+	}
 	if cur != nil && cur.conn != nil {
-		if cur.ended.Load() {
-			return ErrScopeEnded
-		}
 		return fn(ctx)
 	}
-	if err := m.enter(); err != nil {
+	if err := m.enter(cur != nil); err != nil {
 		return err
 	}
 	defer m.leave()
@@ -212,10 +212,10 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, rea
 		if inTx {
 			return cur.join(ctx, fn, readOnly)
 		}
-		return fn(ctx)
+		return m.plain(ctx, cur, fn, &c)
 	case NotSupported:
 		if !inTx {
-			return fn(ctx)
+			return m.plain(ctx, cur, fn, &c)
 		}
 		s := m.newScope(cur, nil) // suspends cur: Q(ctx) is the pool again
 		defer s.ended.Store(true)
@@ -224,16 +224,35 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, rea
 		if inTx {
 			return ErrTransactionExists
 		}
-		return fn(ctx)
+		return m.plain(ctx, cur, fn, &c)
 	default:
 		return fmt.Errorf("session: unknown propagation mode %d", c.mode)
 	}
 	return m.begin(ctx, cur, fn, readOnly, &c)
 }
 
+// plain runs fn without a transaction (Supports, NotSupported and Never
+// outside one). An outermost one is a scope like any other: refused after
+// Close, waited for and then cancelled by it, bounded by its Timeout.
+func (m *Manager) plain(ctx context.Context, cur *scope, fn func(context.Context) error, c *txConfig) error {
+	if cur != nil {
+		return fn(ctx)
+	}
+	if err := m.enter(false); err != nil {
+		return err
+	}
+	defer m.leave()
+	sctx, done := m.scopeContext(ctx, c.timeout)
+	defer done()
+	if err := fn(sctx); err != nil {
+		return ctxErr(sctx, err)
+	}
+	return nil
+}
+
 // begin runs fn in a transaction of its own, retrying it per c.retry.
 func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig) error {
-	if err := m.enter(); err != nil {
+	if err := m.enter(parent != nil); err != nil {
 		return err
 	}
 	defer m.leave()
