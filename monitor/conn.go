@@ -11,11 +11,14 @@ import (
 // database/sql looks for on a connection; where the wrapped connection
 // lacks one, it answers as database/sql would have without it (ErrSkip,
 // nil, true, or database/sql's own fallback), so behaviour and errors stay
-// the same. The exception is SessionResetter, whose mere presence changes
-// what database/sql does (it keeps the connection of a transaction rolled
-// back by its ctx): only connResetter, for connections that have it,
-// claims it. database/sql serialises the calls on one connection, except
-// the leak timer's, which leakState guards.
+// the same. Two exceptions are claimed only by the types that embed conn,
+// chosen to match the wrapped connection: SessionResetter, whose mere
+// presence changes what database/sql does (it keeps the connection of a
+// transaction rolled back by its ctx), and ExecerContext with
+// QueryerContext, without which database/sql prepares every statement
+// (and does so before it checks the arguments). database/sql serialises
+// the calls on one connection, except the leak timer's, which leakState
+// guards.
 type conn struct {
 	c        driver.Conn
 	w        *Connector
@@ -31,12 +34,12 @@ type conn struct {
 
 var (
 	_ driver.Conn               = (*conn)(nil)
-	_ driver.ExecerContext      = (*conn)(nil)
-	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.ExecerContext      = connEQ{}
+	_ driver.QueryerContext     = connEQ{}
+	_ driver.SessionResetter    = connEQR{}
 	_ driver.ConnPrepareContext = (*conn)(nil)
 	_ driver.ConnBeginTx        = (*conn)(nil)
 	_ driver.Pinger             = (*conn)(nil)
-	_ driver.SessionResetter    = connResetter{}
 	_ driver.Validator          = (*conn)(nil)
 	_ driver.NamedValueChecker  = (*conn)(nil)
 	_ driver.Tx                 = (*connTx)(nil)
@@ -63,12 +66,51 @@ func (c *conn) pastAge() bool {
 	return c.expired
 }
 
-// connResetter is a conn whose driver connection is a SessionResetter.
-type connResetter struct{ *conn }
+// The wrappers of connections that have ExecerContext or QueryerContext
+// (or their legacy forms: E, Q), a SessionResetter (R), or both.
+type (
+	connR   struct{ *conn }
+	connEQ  struct{ *conn }
+	connEQR struct{ connEQ }
+)
 
-// ResetSession is called when the pool hands the connection out again
+// wrapConn returns the wrapper of c that claims what c has.
+func wrapConn(wc *conn) driver.Conn {
+	_, r := wc.c.(driver.SessionResetter)
+	eq := hasExecOrQuery(wc.c)
+	switch {
+	case r && eq:
+		return connEQR{connEQ{wc}}
+	case r:
+		return connR{wc}
+	case eq:
+		return connEQ{wc}
+	}
+	return wc
+}
+
+func hasExecOrQuery(c driver.Conn) bool {
+	switch c.(type) {
+	case driver.ExecerContext, driver.QueryerContext, driver.Execer, driver.Queryer: //nolint:staticcheck // legacy forms count
+		return true
+	}
+	return false
+}
+
+func (c connR) ResetSession(ctx context.Context) error   { return c.resetSession(ctx) }
+func (c connEQR) ResetSession(ctx context.Context) error { return c.resetSession(ctx) }
+
+func (c connEQ) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	return c.execContext(ctx, query, args)
+}
+
+func (c connEQ) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.queryContext(ctx, query, args)
+}
+
+// resetSession is called when the pool hands the connection out again
 // (a connection without it starts its leak clock at its first use).
-func (c connResetter) ResetSession(ctx context.Context) error {
+func (c *conn) resetSession(ctx context.Context) error {
 	if c.pastAge() {
 		return driver.ErrBadConn
 	}
@@ -115,7 +157,7 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 	return driver.ErrSkip
 }
 
-func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+func (c *conn) execContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	c.use()
 	var res driver.Result
 	var err error
@@ -144,7 +186,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	return res, err
 }
 
-func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+func (c *conn) queryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	c.use()
 	var rows driver.Rows
 	var err error

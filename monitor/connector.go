@@ -96,10 +96,7 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if w.o.LeakThreshold > 0 {
 		wc.lk = &leakState{}
 	}
-	if _, ok := c.(driver.SessionResetter); ok {
-		return connResetter{wc}, nil
-	}
-	return wc, nil
+	return wrapConn(wc), nil
 }
 
 // Driver returns the wrapped connector's driver.
@@ -147,7 +144,11 @@ func Unwrap(c any) any {
 	switch wc := c.(type) {
 	case *conn:
 		return wc.c
-	case connResetter:
+	case connR:
+		return wc.c
+	case connEQ:
+		return wc.c
+	case connEQR:
 		return wc.c
 	}
 	return c
