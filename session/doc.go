@@ -1,0 +1,53 @@
+// Package session opens session and transaction scopes on one database and
+// carries them through context.Context: the Go form of @with_session,
+// @with_transaction, @with_readonly_session and @with_retry.
+//
+// A Manager wraps the writer pool (*sqlx.DB). Code that runs statements asks
+// the Manager for the Querier of its context, so it joins whatever scope the
+// caller opened, and runs on the pool when there is none:
+//
+//	func (s *Store) Rename(ctx context.Context, id int64, name string) error {
+//		q := s.m.Q(ctx) // the transaction in ctx, if any
+//		_, err := q.ExecContext(ctx, q.Rebind(`UPDATE users SET name = ? WHERE id = ?`), name, id)
+//		return err
+//	}
+//
+//	err := m.Tx(ctx, func(ctx context.Context) error {
+//		if err := store.Rename(ctx, 1, "ada"); err != nil {
+//			return err // rolls back
+//		}
+//		session.AfterCommit(ctx, func(context.Context) { cache.Forget(1) })
+//		return nil // commits, then runs the callback
+//	})
+//
+// # Scopes
+//
+// Tx runs fn in a transaction; ReadOnly in a read-only one (on SQLite, on a
+// query-only reader pool); Conn on a pinned connection without a
+// transaction; session.Tx[T] returns a value. An inner scope joins the
+// outer transaction unless Propagation says otherwise (RequiresNew, Nested
+// for a savepoint, Mandatory, Supports, NotSupported, Never). Each Manager
+// has a context key of its own: a scope of one database never leaks into
+// another's Manager.
+//
+// # Failure
+//
+//   - fn returns an error: the transaction rolls back and the error is
+//     returned. An inner Required scope that fails marks the transaction
+//     rollback-only: the outer scope then returns ErrUnexpectedRollback.
+//   - fn panics: the transaction rolls back and the panic goes on with its
+//     original value.
+//   - ctx ends: the transaction rolls back and the ctx error is returned.
+//   - A statement error that aborts the transaction on its database
+//     (PostgreSQL errors outside a savepoint, MySQL deadlock and lock wait
+//     timeout, SQLite busy) poisons it: later statements fail with
+//     ErrAborted and the scope rolls back even if fn swallows the error.
+//     Errors met while iterating rows (sql.Rows.Next, Rows.Err) are not
+//     seen by the scope; on PostgreSQL the server still refuses to commit.
+//   - Serialization failures, deadlocks, lock wait timeouts and SQLite busy
+//     errors are retried by the scope that owns the transaction (3 attempts
+//     with jittered backoff by default; Retry, NoRetry). A connection lost
+//     during COMMIT returns ErrAmbiguousCommit and is never retried.
+//
+// Close refuses new scopes with ErrClosed and waits for those in flight.
+package session
