@@ -45,9 +45,10 @@ var (
 	_ driver.Tx                 = (*connTx)(nil)
 )
 
-// use starts the leak clock of a new connection at its first use: a
-// connection the pool opened for a caller that gave up waiting goes idle
-// without ResetSession, and must not count as held.
+// use starts the leak clock at a connection's first use after it was
+// opened or given back, when ResetSession has not: database/sql calls that
+// only on connections that have it, and not on a new one (which the pool
+// may have opened for a caller that gave up waiting, and left idle).
 func (c *conn) use() {
 	if c.lk != nil && !c.lk.out {
 		c.checkout()
