@@ -106,7 +106,8 @@ func Propagation(p Mode) TxOption { return func(c *txConfig) { c.mode = p } }
 // that joins a transaction runs at that transaction's level.
 func Isolation(level sql.IsolationLevel) TxOption { return func(c *txConfig) { c.isolation = level } }
 
-// Timeout bounds the scope, each attempt, with a deadline.
+// Timeout bounds the scope with a deadline: each attempt of a transaction
+// it begins, or its fn when it joins, nests in or suspends another.
 func Timeout(d time.Duration) TxOption { return func(c *txConfig) { c.timeout = d } }
 
 // Retry sets the retry policy of the scope.

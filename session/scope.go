@@ -193,6 +193,13 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, rea
 		return ErrScopeEnded
 	}
 	inTx := cur != nil && cur.tx != nil
+	if c.timeout > 0 && cur != nil && !begins(c.mode, inTx) {
+		// A scope that joins, nests in or suspends the current one has no
+		// context of its own to bound: its deadline is set here.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	switch c.mode {
 	case Required:
 		if inTx {
@@ -229,6 +236,12 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, rea
 		return fmt.Errorf("session: unknown propagation mode %d", c.mode)
 	}
 	return m.begin(ctx, cur, fn, readOnly, &c)
+}
+
+// begins reports whether a scope of the given mode begins a transaction
+// of its own, when the current scope has one (inTx) or not.
+func begins(mode Mode, inTx bool) bool {
+	return mode == RequiresNew || !inTx && (mode == Required || mode == Nested)
 }
 
 // plain runs fn without a transaction (Supports, NotSupported and Never
