@@ -218,7 +218,6 @@ func benchInsertMany(b *testing.B, v *benchEnv, impl string) {
 	}
 	ins := v.q(sb.String())
 	batch := make([]benchRow, benchBatch)
-	args := make([]any, 0, benchBatch*7)
 	b.ResetTimer()
 	for range b.N {
 		for i := range batch {
@@ -231,7 +230,7 @@ func benchInsertMany(b *testing.B, v *benchEnv, impl string) {
 			continue
 		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		args = args[:0]
+		args := make([]any, 0, len(batch)*7)
 		for i := range batch {
 			r := &batch[i]
 			r.Version, r.Created, r.Updated = 1, now, now

@@ -1,5 +1,7 @@
 package repo
 
+import "reflect"
+
 // Cond is a condition on an entity's columns, made by Eq, In, And and the
 // other constructors. Columns are names of the entity's columns, checked
 // when the statement is built: an unknown one fails with ErrUnknownColumn
@@ -53,8 +55,29 @@ func Lte(column string, v any) Cond { return Cond{op: opLte, column: column, val
 // sensitivity follows the database (and the column's collation).
 func Like(column string, pattern any) Cond { return Cond{op: opLike, column: column, value: pattern} }
 
-// In is column IN (vs...). With no values it matches no row.
-func In(column string, vs ...any) Cond { return Cond{op: opIn, column: column, values: vs} }
+// In is column IN (vs...). With no values it matches no row. A single
+// slice value stands for its elements, so In("id", ids) works for an ids
+// of any slice type ([]byte excepted: it is one value).
+func In(column string, vs ...any) Cond {
+	if len(vs) == 1 {
+		vs = spread(vs[0], vs)
+	}
+	return Cond{op: opIn, column: column, values: vs}
+}
+
+// spread returns the elements of v when it is a slice (but not []byte nor
+// a driver.Valuer), else vs.
+func spread(v any, vs []any) []any {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice || rv.Type().Elem().Kind() == reflect.Uint8 || rv.Type().Implements(valuerType) {
+		return vs
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out
+}
 
 // IsNull is column IS NULL.
 func IsNull(column string) Cond { return Cond{op: opIsNull, column: column} }

@@ -47,6 +47,8 @@ func TestFind(t *testing.T) {
 		{name: "Lte", give: []repo.Clause{repo.Where(repo.Lte("id", 3))}, want: []int64{1, 2, 3}},
 		{name: "Like", give: []repo.Clause{repo.Where(repo.Like("email", "%1%@%"))}, want: []int64{1, 10}},
 		{name: "In", give: []repo.Clause{repo.Where(repo.In("id", 3, 5, 99))}, want: []int64{3, 5}},
+		{name: "In a slice", give: []repo.Clause{repo.Where(repo.In("id", []int64{3, 5, 99}))}, want: []int64{3, 5}},
+		{name: "In an empty slice", give: []repo.Clause{repo.Where(repo.In("id", []int{}))}, want: []int64{}},
 		{name: "In nothing", give: []repo.Clause{repo.Where(repo.In("id"))}, want: []int64{}},
 		{name: "IsNull", give: []repo.Clause{repo.Where(repo.IsNull("nick")), repo.Where(repo.Gt("id", 6))}, want: []int64{7, 9}},
 		{name: "NotNull", give: []repo.Clause{repo.Where(repo.NotNull("nick")), repo.Limit(2)}, want: []int64{2, 4}},

@@ -33,6 +33,7 @@ type Repository[T any, ID comparable] struct {
 	sql        statements
 
 	increment autoIncrement // MySQL: @@auto_increment_increment, read once
+	chunks    chunkCache    // InsertMany's statements
 }
 
 // idSource says how an auto pk comes back from an INSERT.
