@@ -3,6 +3,8 @@ package monitor_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -90,4 +92,34 @@ type sink struct {
 func (s *sink) AddStatsSource(string, func() monitor.PoolStats) func() {
 	*s.added++
 	return func() { *s.removed++ }
+}
+
+// TestWrapperClaimsWhatTheDriverHas: the optional interfaces whose mere
+// presence changes database/sql's course are claimed only when the
+// driver's connection has them; Unwrap gives the driver's own.
+func TestWrapperClaimsWhatTheDriverHas(t *testing.T) {
+	claims := func(c any) string {
+		_, r := c.(driver.SessionResetter)
+		_, e := c.(driver.ExecerContext)
+		_, q := c.(driver.QueryerContext)
+		return fmt.Sprintf("resetter=%v execer=%v queryer=%v", r, e, q)
+	}
+	for _, full := range []bool{false, true} {
+		c := &fakeConnector{log: &fakeLog{}, full: full}
+		bare, err := c.Connect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := monitor.WrapConnector(c, monitor.ConnectorOptions{MaxLifetime: time.Hour})
+		wrapped, err := w.Connect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := claims(wrapped), claims(bare); got != want {
+			t.Errorf("full=%v: wrapped claims %s, the driver has %s", full, got, want)
+		}
+		if got := monitor.Unwrap(wrapped); fmt.Sprintf("%T", got) != fmt.Sprintf("%T", bare) {
+			t.Errorf("Unwrap gave %T, want %T", got, bare)
+		}
+	}
 }

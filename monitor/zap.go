@@ -33,24 +33,25 @@ func MaxSQLLength(n int) ZapOption { return func(c *zapConfig) { c.maxSQL = n } 
 // failed ones.
 func LogEveryStatement() ZapOption { return func(c *zapConfig) { c.every = true } }
 
-// Zap is a monitor that writes log lines: failed statements and
-// transactions at error level, slow statements and retries at warn, leaked
-// connections at error with the stack that took them. Statements cut short
-// by their context's end are logged at debug: the caller gave up. SQL text
-// is logged with passwords in it (PASSWORD '...', IDENTIFIED BY '...')
-// masked; arguments only with LogArgs.
-type Zap struct {
+// zapMonitor writes log lines for the events that need a reader.
+type zapMonitor struct {
 	l   *zap.Logger
 	cfg zapConfig
 }
 
 var (
-	_ Monitor     = (*Zap)(nil)
-	_ LeakMonitor = (*Zap)(nil)
+	_ Monitor     = (*zapMonitor)(nil)
+	_ LeakMonitor = (*zapMonitor)(nil)
 )
 
-// NewZap returns a monitor that logs to l.
-func NewZap(l *zap.Logger, opts ...ZapOption) *Zap {
+// NewZap returns a monitor that logs to l: failed statements and
+// transactions at error level, slow statements and retries at warn, leaked
+// connections at error with the stack that took them (it is a
+// LeakMonitor). Statements cut short by their context's end are logged at
+// debug: the caller gave up. SQL text is logged with the password literals
+// in it (PASSWORD '...', IDENTIFIED BY '...') masked; arguments only with
+// LogArgs. It never sees a DSN.
+func NewZap(l *zap.Logger, opts ...ZapOption) Monitor {
 	if l == nil {
 		l = zap.NewNop()
 	}
@@ -58,11 +59,11 @@ func NewZap(l *zap.Logger, opts ...ZapOption) *Zap {
 	for _, o := range opts {
 		o(&c)
 	}
-	return &Zap{l: l, cfg: c}
+	return &zapMonitor{l: l, cfg: c}
 }
 
 // Query logs a failed, slow or (with LogEveryStatement) any statement.
-func (z *Zap) Query(_ context.Context, e QueryEvent) {
+func (z *zapMonitor) Query(_ context.Context, e QueryEvent) {
 	var lvl zapcore.Level
 	var msg string
 	switch {
@@ -104,7 +105,7 @@ func (z *Zap) Query(_ context.Context, e QueryEvent) {
 }
 
 // Tx logs failed transactions at error level and retries at warn.
-func (z *Zap) Tx(_ context.Context, e TxEvent) {
+func (z *zapMonitor) Tx(_ context.Context, e TxEvent) {
 	var lvl zapcore.Level
 	var msg string
 	switch {
@@ -127,7 +128,7 @@ func (z *Zap) Tx(_ context.Context, e TxEvent) {
 }
 
 // Leak logs a leaked connection with the stack that took it.
-func (z *Zap) Leak(e LeakEvent) {
+func (z *zapMonitor) Leak(e LeakEvent) {
 	z.l.Error("connection held longer than the leak threshold", zap.String("engine", e.DB),
 		zap.Duration("held", e.Held), zap.String("taken_at", e.Stack))
 }
@@ -137,7 +138,7 @@ func (z *Zap) Leak(e LeakEvent) {
 var passwordLiteral = regexp.MustCompile(`(?i)(PASSWORD\s*(?:=\s*)?|IDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)('(?:[^']|'')*'|"(?:[^"]|"")*")`)
 
 // sql returns query for a log line: passwords masked, cut to maxSQL.
-func (z *Zap) sql(query string) string {
+func (z *zapMonitor) sql(query string) string {
 	if strings.Contains(strings.ToUpper(query), "PASSWORD") || strings.Contains(strings.ToUpper(query), "IDENTIFIED") {
 		query = passwordLiteral.ReplaceAllString(query, "${1}'xxxxx'")
 	}
