@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/enginekit/enginekit/repo"
@@ -50,11 +51,10 @@ var (
 // transaction that did not pin a version. The transaction is run again.
 var errRaced = errors.New("todo changed during the transaction")
 
-// writeRetry is the retry policy of the service's transactions. Moves of
-// todos between the same lists in opposite directions take the two
-// counter rows in opposite orders, so they can deadlock; the database then
-// aborts one transaction and session runs it again. Under contention that
-// takes more than the default three attempts.
+// writeRetry is the retry policy of the service's transactions: more
+// attempts than the default three, for a todo that many requests move at
+// once without pinning a version (errRaced, by RetryOn) and for what the
+// database aborts anyway (a deadlock it sees, SQLite busy).
 func writeRetry(label string, also func(error) bool) []session.TxOption {
 	return []session.TxOption{
 		session.Label(label),
@@ -71,12 +71,24 @@ func isRaced(err error) bool { return errors.Is(err, errRaced) }
 
 // Service holds the todo operations. Each write is one transaction: a
 // todo and the counters of its lists change together or not at all.
+//
+// Lock order. A write reads its todo without locking it, then takes the
+// rows of the lists it will count in, in id order, then writes the todo
+// at the version it read (which fails when another request changed it
+// meanwhile), then changes the counters. Every transaction takes lists
+// before todos and lists in id order, so none waits for another in a
+// cycle: moves between two lists in opposite directions would deadlock if
+// each took its source list first, and on PostgreSQL each deadlock costs
+// a second (deadlock_timeout) before one of them is aborted and retried.
+// Counters go down only once the todo is written at the version read, so
+// a stale read can never push one below zero.
 type Service struct {
 	sessions *session.Manager
 	todos    *repo.Repository[Todo, int64]
 	lists    *repo.Repository[List, int64]
 
-	countSQL  string // adds to the counters of a list, placeholders bound for the database
+	lockSQL   string // locks the row of a list
+	countSQL  string // adds to the counters of a list
 	deleteSQL string // deletes a todo at a version
 }
 
@@ -88,6 +100,7 @@ func NewService(sessions *session.Manager, todos *repo.Repository[Todo, int64], 
 		sessions:  sessions,
 		todos:     todos,
 		lists:     lists,
+		lockSQL:   q.Rebind(`UPDATE lists SET todo_count = todo_count WHERE id = ?`),
 		countSQL:  q.Rebind(`UPDATE lists SET todo_count = todo_count + ?, done_count = done_count + ? WHERE id = ?`),
 		deleteSQL: q.Rebind(`DELETE FROM todos WHERE id = ? AND version = ?`),
 	}
@@ -157,8 +170,8 @@ func (s *Service) Todos(ctx context.Context, p repo.PageRequest, list int64) (re
 // CreateTodo adds a todo to a list and counts it there.
 func (s *Service) CreateTodo(ctx context.Context, list int64, title string) (Todo, error) {
 	return session.Tx(ctx, s.sessions, func(ctx context.Context) (Todo, error) {
-		// The counter first: it says whether the list exists, and locks its
-		// row before the insert's foreign key check reads it.
+		// The list first (lists before todos); a count going up needs no
+		// check of the todo, so the lock is the increment itself.
 		if err := s.count(ctx, list, 1, 0); err != nil {
 			return Todo{}, err
 		}
@@ -180,12 +193,17 @@ func (s *Service) UpdateTodo(ctx context.Context, id, version int64, title strin
 			return t, fmt.Errorf("todo %d %w", id, ErrStale)
 		}
 		wasDone := t.Done
+		if done != wasDone {
+			if err := s.lock(ctx, t.ListID); err != nil {
+				return t, err
+			}
+		}
 		t.Title, t.Done = title, done
 		if err := s.update(ctx, &t, false); err != nil {
 			return t, err
 		}
-		// The todo row is ours now and was at the version read: its list
-		// and its done are the ones the counters hold.
+		// The todo was at the version read: its list and done are the
+		// ones the counters hold.
 		if done != wasDone {
 			err = s.count(ctx, t.ListID, 0, delta(done))
 		}
@@ -210,20 +228,18 @@ func (s *Service) MoveTodo(ctx context.Context, id, to, version int64) (Todo, er
 		if from == to {
 			return t, s.exists(ctx, to)
 		}
-		done := ones(t.Done)
-		// The target's counter first: it says whether the list exists, and
-		// on MySQL takes the row before the todo's foreign key check would
-		// take a shared lock on it that two moves then both try to upgrade.
-		if err := s.count(ctx, to, 1, done); err != nil {
+		if err := s.lock(ctx, from, to); err != nil {
 			return t, err
 		}
 		t.ListID = to
 		if err := s.update(ctx, &t, version == 0); err != nil {
 			return t, err
 		}
-		// Only now that the todo is ours at the version read is it sure
-		// that it leaves from, so only now may from's counters go down.
-		return t, s.count(ctx, from, -1, -done)
+		done := ones(t.Done)
+		if err := s.count(ctx, from, -1, -done); err != nil {
+			return t, err
+		}
+		return t, s.count(ctx, to, 1, done)
 	}, writeRetry("move_todo", isRaced)...)
 }
 
@@ -232,6 +248,9 @@ func (s *Service) DeleteTodo(ctx context.Context, id int64) error {
 	return s.sessions.Tx(ctx, func(ctx context.Context) error {
 		t, err := s.get(ctx, id)
 		if err != nil {
+			return err
+		}
+		if err := s.lock(ctx, t.ListID); err != nil {
 			return err
 		}
 		// repo.Delete takes no version: delete at the version read, so
@@ -272,12 +291,32 @@ func (s *Service) update(ctx context.Context, t *Todo, raced bool) error {
 	return err
 }
 
-// count adds todos and done to the counters of a list, locking its row
-// until the transaction ends; ErrNoSuchList when there is no such list.
+// lock takes the rows of lists, in id order, until the transaction ends;
+// ErrNoSuchList when one is absent. (An UPDATE that changes nothing locks
+// the row on every database, where SELECT ... FOR UPDATE is not SQLite.)
+func (s *Service) lock(ctx context.Context, lists ...int64) error {
+	slices.Sort(lists)
+	for _, id := range slices.Compact(lists) {
+		if err := s.exec(ctx, s.lockSQL, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// count adds todos and done to the counters of a list; ErrNoSuchList when
+// there is no such list.
 func (s *Service) count(ctx context.Context, list, todos, done int64) error {
-	res, err := s.sessions.Q(ctx).ExecContext(ctx, s.countSQL, todos, done, list)
+	return s.exec(ctx, s.countSQL, todos, done, list)
+}
+
+// exec runs a statement on the row of list (its last argument) and
+// returns ErrNoSuchList when it matched none.
+func (s *Service) exec(ctx context.Context, query string, args ...any) error {
+	list := args[len(args)-1]
+	res, err := s.sessions.Q(ctx).ExecContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("count todos of list %d: %w", list, err)
+		return fmt.Errorf("list %d: %w", list, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
