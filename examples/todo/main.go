@@ -35,7 +35,14 @@ import (
 )
 
 func main() {
-	fx.New(
+	fx.New(app()).Run() // starts, waits for SIGINT or SIGTERM, stops
+}
+
+// app is the whole program: configuration from the environment, the
+// logger and the database monitor, the engine, the service and its
+// listener.
+func app() fx.Option {
+	return fx.Options(
 		fx.Provide(newLogger, newConfig, newMonitor),
 		fx.WithLogger(func(l *zap.Logger) fxevent.Logger {
 			fl := &fxevent.ZapLogger{Logger: l.Named("fx")}
@@ -45,7 +52,7 @@ func main() {
 		dbfx.Module,
 		Module(),
 		Listener(),
-	).Run() // starts, waits for SIGINT or SIGTERM, stops
+	)
 }
 
 // newLogger is the application's logger: human-readable lines at info.
