@@ -101,3 +101,50 @@ func BenchmarkWrapperOverhead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPointReadPaired alternates, read by read, between an engine
+// with no monitor and one with the Prometheus monitor on the same
+// database, so both meet the same load from whatever else runs on the
+// machine; it reports each one's time per read and their ratio.
+//
+//	go test -run '^$' -bench PointReadPaired -count=10 ./monitor/ | tee paired.txt
+//	benchstat paired.txt
+func BenchmarkPointReadPaired(b *testing.B) {
+	for _, d := range []struct {
+		name string
+		cfg  func(testing.TB) dbfx.Config
+	}{{"sqlite3", fxtest.SQLite}, {"postgres", fxtest.Postgres}, {"mysql", fxtest.MySQL}} {
+		b.Run("db="+d.name, func(b *testing.B) {
+			cfg := d.cfg(b)
+			plain := openEngine(b, cfg)
+			mustExec(b, plain, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)")
+			for i := 1; i <= 100; i++ {
+				mustExec(b, plain, "INSERT INTO bench (id, v) VALUES (?, ?)", i, fmt.Sprint("value ", i))
+			}
+			prom, err := monitor.NewPrometheus(prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			watched := openEngine(b, cfg, dbfx.WithMonitor(prom))
+			dbs := [2]*sqlx.DB{plain.DB(), watched.DB()}
+			q := plain.DB().Rebind("SELECT v FROM bench WHERE id = ?")
+			ctx := context.Background()
+			var spent [2]time.Duration
+			var s string
+			i := 0
+			for b.Loop() {
+				i++
+				k := i % 2
+				begun := time.Now()
+				if err := dbs[k].QueryRowContext(ctx, q, i%100+1).Scan(&s); err != nil {
+					b.Fatal(err)
+				}
+				spent[k] += time.Since(begun)
+			}
+			half := float64(max(i/2, 1))
+			b.ReportMetric(float64(spent[0].Nanoseconds())/half, "ns/read-none")
+			b.ReportMetric(float64(spent[1].Nanoseconds())/half, "ns/read-prometheus")
+			b.ReportMetric(float64(spent[1])/float64(max(spent[0], 1)), "prometheus/none")
+		})
+	}
+}

@@ -21,4 +21,30 @@
 // Under dbfx there is nothing to wire by hand: dbfx.Module takes a
 // monitor.Monitor and a prometheus.Registerer from the Fx graph when they
 // are there.
+//
+// # The connector wrapper
+//
+// database/sql changes course on the mere presence of some optional
+// interfaces: it keeps the connection of a transaction rolled back by its
+// ctx only when the driver's connection is a driver.SessionResetter
+// (sqlite3's is not), and it prepares every statement when the connection
+// has neither ExecerContext nor QueryerContext. The wrapper claims those
+// only when the wrapped connection has them, and ColumnConverter only on
+// statements that have it; the others (ConnPrepareContext, ConnBeginTx,
+// Pinger, Validator, NamedValueChecker, StmtExecContext...) it always
+// claims, answering for a driver without one as database/sql would have.
+// Rows and results are the driver's own, so all their optional interfaces
+// remain. sql.Conn.Raw hands out the wrapper: Unwrap gives the driver's
+// connection.
+//
+// A connection's checkout starts when database/sql calls ResetSession on
+// it, or else at its first use; its checkin is IsValid. The leak clock
+// and the jittered lifetime are checked there: a connection past its age
+// is refused by ResetSession and not given back by IsValid, so database/sql
+// closes it.
+//
+// WrapConnector wraps only when asked for something: a monitor other than
+// Nop, a leak threshold or a lifetime. Without a monitor the wrapper does
+// not read the clock per statement and allocates nothing; dbfx therefore
+// wraps every pool that has a ConnMaxLifetime, for its jitter.
 package monitor
