@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,5 +284,228 @@ func TestPostgresSerializableWriteSkewIsRetried(t *testing.T) {
 	if !slices.Equal(added, serial[0]) && !slices.Equal(added, serial[1]) {
 		t.Errorf("rows added = %v, want one of the serial outcomes %v", added, serial)
 	}
+	fxtest.RequireNoLeaks(t, e)
+}
+
+// An error met while a result set is read (rows.Err, Row.Scan) rather than
+// returned by the query call poisons the transaction too. MySQL: a
+// SELECT ... FOR UPDATE that deadlocks after its first rows; fn drops the
+// error and goes on, and its next statements, which would run outside the
+// transaction the deadlock rolled back, are refused.
+func TestMySQLDeadlockWhileReadingRowsIsNeverCommittedInPart(t *testing.T) {
+	type reader func(ctx context.Context, q session.Querier) error
+	readers := []struct {
+		name string
+		read reader
+	}{
+		{"Queryx", func(ctx context.Context, q session.Querier) error {
+			rows, err := q.QueryxContext(ctx, "SELECT id FROM items WHERE id <= 2 ORDER BY id FOR UPDATE")
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+			}
+			return rows.Err()
+		}},
+		{"QueryRowx", func(ctx context.Context, q session.Querier) error {
+			var id int
+			return q.QueryRowxContext(ctx, "SELECT id FROM items WHERE id <= 2 ORDER BY id DESC LIMIT 1 FOR UPDATE").Scan(&id)
+		}},
+	}
+	retries := []struct {
+		name      string
+		give      session.TxOption
+		wantRetry bool
+	}{
+		{"no retry", session.NoRetry(), false},
+		{"retried", session.Retry(session.RetryPolicy{MaxAttempts: 3}), true},
+	}
+	var b strings.Builder
+	for i := 100; i < 200; i++ {
+		if i > 100 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(%d)", i)
+	}
+	heavyRows := b.String()
+	for _, r := range readers {
+		for _, tt := range retries {
+			t.Run(r.name+"/"+tt.name, func(t *testing.T) {
+				e := openEngine(t, fxtest.MySQL(t))
+				m := e.Sessions()
+				ctx := testContext(t)
+				mustExec(t, e, "INSERT INTO items (id) VALUES (1), (2)")
+				locked := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+				barrier := func(ctx context.Context, g int) error {
+					close(locked[g])
+					select {
+					case <-locked[1-g]:
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				heavy := make(chan error, 1)
+				go func() {
+					// The heavier transaction (100 rows written): InnoDB
+					// makes the other one the deadlock's victim.
+					attempts := 0
+					heavy <- m.Tx(ctx, func(ctx context.Context) error {
+						attempts++
+						q := m.Q(ctx)
+						if _, err := q.ExecContext(ctx, "INSERT INTO items (id) VALUES "+heavyRows); err != nil {
+							return err
+						}
+						if _, err := q.ExecContext(ctx, "UPDATE items SET note = 'heavy' WHERE id = 2"); err != nil {
+							return err
+						}
+						if attempts == 1 {
+							if err := barrier(ctx, 0); err != nil {
+								return err
+							}
+						}
+						_, err := q.ExecContext(ctx, "UPDATE items SET note = 'heavy' WHERE id = 1")
+						return err
+					}, session.NoRetry())
+				}()
+				var attempts int
+				var readErr, partErr error
+				err := m.Tx(ctx, func(ctx context.Context) error {
+					attempts++
+					q := m.Q(ctx)
+					if _, err := q.ExecContext(ctx, "UPDATE items SET note = 'light' WHERE id = 1"); err != nil {
+						return err
+					}
+					if attempts == 1 {
+						if err := barrier(ctx, 1); err != nil {
+							return err
+						}
+					}
+					if err := r.read(ctx, q); err != nil && attempts == 1 {
+						readErr = err
+						partErr = insert(ctx, m, 50) // must never land
+						return nil                   // swallowed
+					} else if err != nil {
+						return err
+					}
+					return insert(ctx, m, 60)
+				}, tt.give)
+				wantErrIs(t, "the heavy transaction", <-heavy, nil)
+
+				var me *mysql.MySQLError
+				if !errors.As(readErr, &me) || me.Number != 1213 {
+					t.Fatalf("the read failed with %v, want a 1213 deadlock", readErr)
+				}
+				wantErrIs(t, "statement after the deadlock", partErr, session.ErrAborted)
+				var notes []string
+				if err := e.DB().SelectContext(ctx, &notes, "SELECT note FROM items WHERE id <= 2 ORDER BY id"); err != nil {
+					t.Fatal(err)
+				}
+				got := ids(t, e)
+				if slices.Contains(got, 50) {
+					t.Error("a statement sent after the deadlock was committed")
+				}
+				if tt.wantRetry {
+					wantErrIs(t, "Tx", err, nil)
+					if attempts != 2 {
+						t.Errorf("fn ran %d times, want 2", attempts)
+					}
+					if !slices.Contains(got, 60) || !slices.Equal(notes, []string{"light", "heavy"}) {
+						t.Errorf("items %v with notes %v: the retried transaction did not land", got, notes)
+					}
+				} else {
+					wantErrIs(t, "Tx", err, session.ErrUnexpectedRollback)
+					if !errors.As(err, &me) || me.Number != 1213 {
+						t.Errorf("Tx = %v, want it to wrap the deadlock", err)
+					}
+					if slices.Contains(got, 60) || !slices.Equal(notes, []string{"heavy", "heavy"}) {
+						t.Errorf("items %v with notes %v: the victim left something behind", got, notes)
+					}
+				}
+				fxtest.RequireNoLeaks(t, e)
+			})
+		}
+	}
+}
+
+// PostgreSQL: a statement that fails on its third row. The error, met by
+// rows.Err, aborts the transaction (or, in a Nested scope, its savepoint):
+// the next statements are refused with the real cause, not 25P02.
+func TestPostgresErrorWhileReadingRowsPoisons(t *testing.T) {
+	read := func(ctx context.Context, q session.Querier) error {
+		rows, err := q.QueryxContext(ctx, "SELECT 10 / (x - 3) FROM generate_series(1, 5) AS x")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+		}
+		return rows.Err()
+	}
+	isDivisionByZero := func(err error) bool {
+		var pe *pq.Error
+		return errors.As(err, &pe) && pe.Code == "22012"
+	}
+	e := openEngine(t, fxtest.Postgres(t))
+	m := e.Sessions()
+	ctx := testContext(t)
+
+	var readErr, afterErr error
+	err := m.Tx(ctx, func(ctx context.Context) error {
+		if err := insert(ctx, m, 1); err != nil {
+			return err
+		}
+		readErr = read(ctx, m.Q(ctx)) // swallowed
+		afterErr = insert(ctx, m, 2)
+		return nil
+	})
+	if !isDivisionByZero(readErr) {
+		t.Fatalf("the read failed with %v, want division by zero", readErr)
+	}
+	wantErrIs(t, "statement after the error", afterErr, session.ErrAborted)
+	if !isDivisionByZero(afterErr) {
+		t.Errorf("statement after the error = %v, want it to name the cause", afterErr)
+	}
+	wantErrIs(t, "Tx", err, session.ErrUnexpectedRollback)
+	if !isDivisionByZero(err) {
+		t.Errorf("Tx = %v, want it to name the cause", err)
+	}
+	wantIDs(t, e)
+
+	// Swallowed, then nothing more: still not committed, cause named.
+	err = m.Tx(ctx, func(ctx context.Context) error {
+		if err := insert(ctx, m, 1); err != nil {
+			return err
+		}
+		_ = read(ctx, m.Q(ctx))
+		return nil
+	})
+	if !errors.Is(err, session.ErrUnexpectedRollback) || !isDivisionByZero(err) {
+		t.Errorf("Tx = %v, want ErrUnexpectedRollback naming the division by zero", err)
+	}
+	wantIDs(t, e)
+
+	// In a Nested scope: only the savepoint is lost.
+	var nestedErr error
+	err = m.Tx(ctx, func(ctx context.Context) error {
+		if err := insert(ctx, m, 1); err != nil {
+			return err
+		}
+		nestedErr = m.Tx(ctx, func(ctx context.Context) error {
+			if err := insert(ctx, m, 2); err != nil {
+				return err
+			}
+			_ = read(ctx, m.Q(ctx))
+			return nil
+		}, session.Propagation(session.Nested))
+		return insert(ctx, m, 3)
+	})
+	wantErrIs(t, "Tx", err, nil)
+	wantErrIs(t, "nested", nestedErr, session.ErrUnexpectedRollback)
+	if !isDivisionByZero(nestedErr) {
+		t.Errorf("nested = %v, want it to name the cause", nestedErr)
+	}
+	wantIDs(t, e, 1, 3)
 	fxtest.RequireNoLeaks(t, e)
 }

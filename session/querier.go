@@ -73,6 +73,7 @@ func (q *scopeQuerier) QueryContext(ctx context.Context, query string, args ...a
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
+	q.s.track(rows)
 	return rows, nil
 }
 
@@ -85,6 +86,7 @@ func (q *scopeQuerier) QueryxContext(ctx context.Context, query string, args ...
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
+	q.s.track(rows.Rows)
 	return rows, nil
 }
 
@@ -99,6 +101,8 @@ func (q *scopeQuerier) QueryRowxContext(ctx context.Context, query string, args 
 	row := t.QueryRowxContext(ctx, query, args...)
 	if err := row.Err(); err != nil {
 		q.s.observe(err)
+	} else {
+		q.s.track(rowsOf(row))
 	}
 	return row
 }

@@ -44,6 +44,7 @@ type txn struct {
 	tx      *sqlx.Tx
 	aborted atomic.Pointer[error] // the error that aborted the whole transaction
 	seq     atomic.Int64          // savepoint names
+	read    readRows              // result sets whose errors are yet to be seen
 }
 
 func (t *txn) abort(err error) { t.aborted.CompareAndSwap(nil, &err) }
@@ -442,6 +443,7 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 		_ = s.rollback(tx)
 		return nil, context.Cause(ctx)
 	}
+	s.tx.sweep()
 	cause := s.rollbackCause()
 	if fnErr == nil && cause == nil {
 		if err := s.commit(tx); err != nil {
@@ -543,6 +545,7 @@ func (s *scope) nested(ctx context.Context, fn func(context.Context) error, read
 	}()
 	err := fn(&scopeCtx{ctx, ns})
 	finished = true
+	ns.tx.sweep()
 	if ctx.Err() != nil {
 		ns.rollbackTo(ctx)
 		return context.Cause(ctx)
@@ -588,6 +591,7 @@ func (s *scope) target() (target, error) {
 	if s.tx == nil {
 		return s.conn, nil
 	}
+	s.tx.sweep()
 	if p := s.tx.aborted.Load(); p != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAborted, *p)
 	}
