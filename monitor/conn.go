@@ -244,6 +244,11 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	if err != nil {
 		return nil, err
 	}
+	if c.w.mon == nil {
+		// Nothing to time: the driver's statement as it is (database/sql
+		// falls back on this conn's CheckNamedValue, which forwards).
+		return s, nil
+	}
 	return wrapStmt(s, c, query), nil
 }
 

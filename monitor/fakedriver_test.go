@@ -220,30 +220,34 @@ func fakeScenario(t *testing.T, db *sql.DB, log *fakeLog) []string {
 // or none.
 func TestWrapperForwardsLikeTheDriver(t *testing.T) {
 	for _, full := range []bool{false, true} {
-		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
-			bareLog, wrapLog := &fakeLog{}, &fakeLog{}
-			bare := sql.OpenDB(&fakeConnector{log: bareLog, full: full})
-			rec := newRecorder()
-			wrapped := sql.OpenDB(monitor.WrapConnector(&fakeConnector{log: wrapLog, full: full}, monitor.ConnectorOptions{
-				DB: "fake", Monitor: rec, LeakThreshold: time.Hour, MaxLifetime: time.Hour, SlowQuery: time.Hour,
-			}))
-			bare.SetMaxOpenConns(1)
-			wrapped.SetMaxOpenConns(1)
-			want := fakeScenario(t, bare, bareLog)
-			got := fakeScenario(t, wrapped, wrapLog)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("wrapped:\n\t%s\nbare:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
-			}
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			if len(rec.qs) == 0 {
-				t.Error("the monitor saw no statement")
-			}
-			for _, e := range rec.qs {
-				if e.Err == driver.ErrSkip { //nolint:errorlint // the exact value
-					t.Errorf("the monitor saw a skipped statement: %+v", e)
+		for _, watched := range []bool{true, false} {
+			t.Run(fmt.Sprintf("full=%v/monitor=%v", full, watched), func(t *testing.T) {
+				bareLog, wrapLog := &fakeLog{}, &fakeLog{}
+				bare := sql.OpenDB(&fakeConnector{log: bareLog, full: full})
+				rec := newRecorder()
+				o := monitor.ConnectorOptions{DB: "fake", LeakThreshold: time.Hour, MaxLifetime: time.Hour, SlowQuery: time.Hour}
+				if watched {
+					o.Monitor = rec
 				}
-			}
-		})
+				wrapped := sql.OpenDB(monitor.WrapConnector(&fakeConnector{log: wrapLog, full: full}, o))
+				bare.SetMaxOpenConns(1)
+				wrapped.SetMaxOpenConns(1)
+				want := fakeScenario(t, bare, bareLog)
+				got := fakeScenario(t, wrapped, wrapLog)
+				if strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("wrapped:\n\t%s\nbare:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+				}
+				rec.mu.Lock()
+				defer rec.mu.Unlock()
+				if watched && len(rec.qs) == 0 {
+					t.Error("the monitor saw no statement")
+				}
+				for _, e := range rec.qs {
+					if e.Err == driver.ErrSkip { //nolint:errorlint // the exact value
+						t.Errorf("the monitor saw a skipped statement: %+v", e)
+					}
+				}
+			})
+		}
 	}
 }
