@@ -250,11 +250,14 @@ func TestWrappedBehavesAsBare(t *testing.T) {
 			t.Fatalf("WrapConnector returned %T", wrappedConn)
 		}
 		wrapped := sqlx.NewDb(sql.OpenDB(wrappedConn), cfg.Driver)
-		defer bare.Close()
-		defer wrapped.Close()
-		if cfg.Driver == "sqlite3" {
-			bare.SetMaxOpenConns(1)
-			wrapped.SetMaxOpenConns(1)
+		// Wrapped for the lifetime alone, as dbfx does without a monitor.
+		aged := sqlx.NewDb(sql.OpenDB(monitor.WrapConnector(baseConnector(t, cfg),
+			monitor.ConnectorOptions{MaxLifetime: time.Hour})), cfg.Driver)
+		for _, db := range []*sqlx.DB{bare, wrapped, aged} {
+			defer db.Close()
+			if cfg.Driver == "sqlite3" {
+				db.SetMaxOpenConns(1)
+			}
 		}
 		for _, b := range behaviours {
 			t.Run(b.name, func(t *testing.T) {
@@ -268,9 +271,11 @@ func TestWrappedBehavesAsBare(t *testing.T) {
 					return strings.Join(out, "\n\t")
 				}
 				want := see(bare, tbl+"_bare")
-				got := see(wrapped, tbl+"_wrapped")
-				if got != want {
+				if got := see(wrapped, tbl+"_wrapped"); got != want {
 					t.Errorf("wrapped saw:\n\t%s\nbare saw:\n\t%s", got, want)
+				}
+				if got := see(aged, tbl+"_aged"); got != want {
+					t.Errorf("wrapped without a monitor saw:\n\t%s\nbare saw:\n\t%s", got, want)
 				}
 			})
 		}
