@@ -106,16 +106,16 @@ func NewService(sessions *session.Manager, todos *repo.Repository[Todo, int64], 
 	}
 }
 
-// readOnly runs fn in a read-only transaction and returns its value. Read
-// scopes go to the reader pool on SQLite (and to replicas, once dbfx has
-// them) instead of queueing behind writes.
-func readOnly[T any](ctx context.Context, m *session.Manager, fn func(ctx context.Context) (T, error)) (T, error) {
+// readOnly runs fn in a read-only transaction labelled label and returns
+// its value. Read scopes go to the reader pool on SQLite (and to replicas,
+// once dbfx has them) instead of queueing behind writes.
+func readOnly[T any](ctx context.Context, m *session.Manager, label string, fn func(ctx context.Context) (T, error)) (T, error) {
 	var out T
 	err := m.ReadOnly(ctx, func(ctx context.Context) error {
 		var err error
 		out, err = fn(ctx)
 		return err
-	})
+	}, session.Label(label))
 	return out, err
 }
 
@@ -133,7 +133,7 @@ func (s *Service) CreateList(ctx context.Context, name string) (List, error) {
 
 // List returns the list with its counters.
 func (s *Service) List(ctx context.Context, id int64) (List, error) {
-	return readOnly(ctx, s.sessions, func(ctx context.Context) (List, error) {
+	return readOnly(ctx, s.sessions, "get_list", func(ctx context.Context) (List, error) {
 		l, err := s.lists.Get(ctx, id)
 		if errors.Is(err, repo.ErrNotFound) {
 			return l, fmt.Errorf("list %d %w", id, ErrNotFound)
@@ -144,14 +144,14 @@ func (s *Service) List(ctx context.Context, id int64) (List, error) {
 
 // Lists returns a page of lists in id order.
 func (s *Service) Lists(ctx context.Context, p repo.PageRequest) (repo.Page[List], error) {
-	return readOnly(ctx, s.sessions, func(ctx context.Context) (repo.Page[List], error) {
+	return readOnly(ctx, s.sessions, "list_lists", func(ctx context.Context) (repo.Page[List], error) {
 		return s.lists.Page(ctx, p)
 	})
 }
 
 // Todo returns a todo.
 func (s *Service) Todo(ctx context.Context, id int64) (Todo, error) {
-	return readOnly(ctx, s.sessions, func(ctx context.Context) (Todo, error) {
+	return readOnly(ctx, s.sessions, "get_todo", func(ctx context.Context) (Todo, error) {
 		return s.get(ctx, id)
 	})
 }
@@ -162,7 +162,7 @@ func (s *Service) Todos(ctx context.Context, p repo.PageRequest, list int64) (re
 	if list > 0 {
 		where = append(where, repo.Where(repo.Eq("list_id", list)))
 	}
-	return readOnly(ctx, s.sessions, func(ctx context.Context) (repo.Page[Todo], error) {
+	return readOnly(ctx, s.sessions, "list_todos", func(ctx context.Context) (repo.Page[Todo], error) {
 		return s.todos.Page(ctx, p, where...)
 	})
 }
