@@ -367,7 +367,9 @@ func bodyError(err error) error {
 // jsonKind names a Go kind as JSON does.
 func jsonKind(kind string) string {
 	switch {
-	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"), strings.HasPrefix(kind, "float"):
+	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"):
+		return "integer"
+	case strings.HasPrefix(kind, "float"):
 		return "number"
 	case kind == "bool":
 		return "boolean"

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
+	"github.com/enginekit/enginekit/session"
 )
 
 func TestEndpoints(t *testing.T) {
@@ -106,8 +112,8 @@ func TestBadRequestsAreJSONErrors(t *testing.T) {
 		{"malformed JSON", "POST", "/todos", `{"list_id": 1, "title": `, "", 400, "not valid JSON"},
 		{"syntax error", "POST", "/todos", `{"list_id": 1 "title": "x"}`, "", 400, "not valid JSON"},
 		{"unknown field", "POST", "/todos", `{"list_id": 1, "title": "x", "owner": "me"}`, "", 400, `unknown field "owner"`},
-		{"wrong type", "POST", "/todos", `{"list_id": "1", "title": "x"}`, "", 400, "list_id must be a JSON number"},
-		{"fraction id", "POST", "/todos", `{"list_id": 1.5, "title": "x"}`, "", 400, "list_id must be a JSON number"},
+		{"wrong type", "POST", "/todos", `{"list_id": "1", "title": "x"}`, "", 400, "list_id must be a JSON integer"},
+		{"fraction id", "POST", "/todos", `{"list_id": 1.5, "title": "x"}`, "", 400, "list_id must be a JSON integer"},
 		{"array body", "POST", "/todos", `[{"list_id": 1, "title": "x"}]`, "", 400, "must be a JSON object"},
 		{"empty body", "POST", "/todos", ``, "", 400, "body is empty"},
 		{"trailing data", "POST", "/todos", `{"list_id": 1, "title": "x"} {}`, "", 400, "nothing after it"},
@@ -285,6 +291,50 @@ func TestHealthzAndMetrics(t *testing.T) {
 		}
 		if strings.Contains(string(res.body), "SELECT") || strings.Contains(string(res.body), "UPDATE lists") {
 			t.Error("/metrics holds SQL text")
+		}
+	})
+}
+
+func TestFailAnswersEachErrorClass(t *testing.T) {
+	driverErr := errors.New(`pq: relation "todos" does not exist in SELECT * FROM todos WHERE password = 'x'`)
+	tests := []struct {
+		name      string
+		give      error
+		want      int
+		wantBody  string
+		wantRetry bool
+	}{
+		{"not found", fmt.Errorf("todo 7 %w", ErrNotFound), 404, `{"error":"todo 7 not found"}`, false},
+		{"stale", fmt.Errorf("todo 7 %w", ErrStale), 409, `"todo 7 was changed by another request`, false},
+		{"retries exhausted", &session.RetryError{Attempts: 10, Err: driverErr}, 503, `{"error":"too much contention, try again"}`, true},
+		{"pool exhausted", fmt.Errorf("%w: no connection free within 30s", session.ErrAcquireTimeout), 503, `"the database is busy or shutting down`, true},
+		{"stopping", session.ErrClosed, 503, `"the database is busy or shutting down`, true},
+		{"anything else", fmt.Errorf("repo: get from todos: %w", driverErr), 500, `{"error":"internal error"}`, false},
+	}
+	h := NewHandlers(HandlersParams{Logger: zap.NewNop()})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.fail(rec, httptest.NewRequest(http.MethodGet, "/todos/7", nil), tt.give)
+			body := strings.TrimSpace(rec.Body.String())
+			if rec.Code != tt.want || !strings.Contains(body, tt.wantBody) {
+				t.Fatalf("%d %s, want %d with %s", rec.Code, body, tt.want, tt.wantBody)
+			}
+			if (rec.Header().Get("Retry-After") != "") != tt.wantRetry {
+				t.Fatalf("Retry-After %q", rec.Header().Get("Retry-After"))
+			}
+			if strings.Contains(body, "SELECT") || strings.Contains(body, "pq:") {
+				t.Fatalf("the answer leaks the driver's error: %s", body)
+			}
+		})
+	}
+	t.Run("client gone", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		rec := httptest.NewRecorder()
+		h.fail(rec, httptest.NewRequest(http.MethodGet, "/todos/7", nil).WithContext(ctx), context.Canceled)
+		if rec.Body.Len() != 0 {
+			t.Fatalf("answered a request whose client has gone: %s", rec.Body)
 		}
 	})
 }
