@@ -42,12 +42,16 @@
 //     (PostgreSQL errors outside a savepoint, MySQL deadlock and lock wait
 //     timeout, SQLite busy) poisons it: later statements fail with
 //     ErrAborted and the scope rolls back even if fn swallows the error.
-//     Errors met while iterating rows (sql.Rows.Next, Rows.Err) are not
-//     seen by the scope; on PostgreSQL the server still refuses to commit.
+//     An error met while reading a result set (Rows.Err, Row.Scan) counts
+//     too: the scope looks at the result sets its queries returned before
+//     the next statement and before COMMIT. It does not see rows read
+//     through a Querier other than Q's.
 //   - Serialization failures, deadlocks, lock wait timeouts and SQLite busy
 //     errors are retried by the scope that owns the transaction (3 attempts
 //     with jittered backoff by default; Retry, NoRetry). A connection lost
 //     during COMMIT returns ErrAmbiguousCommit and is never retried.
 //
-// Close refuses new scopes with ErrClosed and waits for those in flight.
+// Close refuses new scopes with ErrClosed and waits for those in flight
+// (scopes these open inside themselves may still start); when its ctx ends
+// first it cancels them, and they roll back.
 package session
