@@ -133,14 +133,3 @@ func catch(f func()) (recovered any) {
 type panicValue struct{ msg string }
 
 func (p *panicValue) String() string { return fmt.Sprintf("panicValue(%s)", p.msg) }
-
-// done returns a channel to close once, safely from defer.
-func closeOnce(ch chan struct{}) func() {
-	closed := false
-	return func() {
-		if !closed {
-			closed = true
-			close(ch)
-		}
-	}
-}
