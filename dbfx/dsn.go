@@ -183,6 +183,10 @@ func resolveSQLite(dsn string) (*resolved, error) {
 		r.host = ":memory:"
 	}
 	setDefault(params, "_txlock", "immediate")
+	// REFERENCES are enforced, as on the other databases.
+	if firstOf(params, "_foreign_keys", "_fk") == "" {
+		params.Set("_foreign_keys", "1")
+	}
 	if firstOf(params, "_busy_timeout", "_timeout") == "" {
 		k, v, _ := strings.Cut(sqliteBusyTimeout, "=")
 		params.Set(k, v)

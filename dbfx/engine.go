@@ -295,7 +295,9 @@ func permanent(err error) bool {
 	if errors.As(err, &pe) {
 		return pe.SQLState() != "57P03" // all but "the database system is starting up"
 	}
-	return !dialect.ClassifyAny(err).Has(dialect.ConnLost) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+	c := dialect.ClassifyAny(err) // SQLite busy while another process opens the file: wait
+	return !c.Has(dialect.ConnLost) && !c.Has(dialect.Retryable) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
 // connectError matches ErrConnect and the driver's error; its text has no

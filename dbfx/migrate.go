@@ -59,8 +59,28 @@ func (e *Engine) migrate(ctx context.Context, fsys fs.FS) error {
 			return err
 		}
 	}
+	// Migrations run on a pool of their own, unobserved: goose's probe of
+	// its version table fails on a fresh database, which is no error of the
+	// application's. (SQLite in memory has one connection: the engine's.)
+	db := e.db.DB
+	if !e.r.memory {
+		conn, err := e.r.connector(e.r.writer)
+		if err != nil {
+			return err
+		}
+		db = sql.OpenDB(conn)
+		db.SetMaxOpenConns(2) // one migrates, one may hold the lock
+		defer db.Close()
+	}
+	// goose checks for pending migrations before it takes a session lock,
+	// and on MySQL its version table's CREATE commits before its first row:
+	// a second instance could see the table empty. So on MySQL and SQLite
+	// the whole run is under a lock of enginekit's; PostgreSQL's DDL is
+	// transactional, and goose's advisory lock suffices there.
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	var gd goose.Dialect
+	var release func()
+	var err error
 	switch name {
 	case "postgres":
 		gd = goose.DialectPostgres
@@ -71,14 +91,20 @@ func (e *Engine) migrate(ctx context.Context, fsys fs.FS) error {
 		opts = append(opts, goose.WithSessionLocker(locker))
 	case "mysql":
 		gd = goose.DialectMySQL
-		opts = append(opts, goose.WithSessionLocker(mysqlLocker{}))
+		release, err = lockMySQL(ctx, db)
 	default:
 		gd = goose.DialectSQLite3
 		if !e.r.memory {
-			opts = append(opts, goose.WithLocker(&fileLocker{path: e.r.host + ".migrate-lock"}))
+			release, err = lockFile(ctx, e.r.host+".migrate-lock")
 		}
 	}
-	p, err := goose.NewProvider(gd, e.db.DB, fsys, opts...)
+	if err != nil {
+		return &migrationError{msg: fmt.Sprintf("dbfx: engine %q: migration lock: %v", e.Name(), err), err: err}
+	}
+	if release != nil {
+		defer release()
+	}
+	p, err := goose.NewProvider(gd, db, fsys, opts...)
 	if err != nil {
 		return &migrationError{msg: fmt.Sprintf("dbfx: engine %q: migrations: %v", e.Name(), err), err: err}
 	}
@@ -106,29 +132,30 @@ type migrationError struct {
 func (e *migrationError) Error() string   { return e.msg }
 func (e *migrationError) Unwrap() []error { return []error{ErrMigration, e.err} }
 
-// mysqlLocker serialises migrations with a named lock, held by the session
-// that migrates and released with it.
-type mysqlLocker struct{}
-
 const mysqlLockName = "enginekit_migrations"
 
-func (mysqlLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+// lockMySQL takes the named lock that serialises migrations on a
+// connection of its own, held until release.
+func lockMySQL(ctx context.Context, db *sql.DB) (release func(), err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
 	wait := 3600 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		wait = time.Until(d)
 	}
 	var got sql.NullInt64
-	err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", mysqlLockName, int(math.Ceil(wait.Seconds()))).Scan(&got)
+	err = conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", mysqlLockName, int(math.Ceil(wait.Seconds()))).Scan(&got)
+	if err == nil && (!got.Valid || got.Int64 != 1) {
+		err = fmt.Errorf("another instance held %q for %s", mysqlLockName, wait.Round(time.Second))
+	}
 	if err != nil {
-		return err
+		conn.Close()
+		return nil, err
 	}
-	if !got.Valid || got.Int64 != 1 {
-		return fmt.Errorf("another instance held the migration lock %q for %s", mysqlLockName, wait.Round(time.Second))
-	}
-	return nil
-}
-
-func (mysqlLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	_, err := conn.ExecContext(ctx, "DO RELEASE_LOCK(?)", mysqlLockName)
-	return err
+	return func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK(?)", mysqlLockName)
+		conn.Close()
+	}, nil
 }

@@ -2,14 +2,8 @@
 
 package dbfx
 
-import (
-	"context"
-	"database/sql"
-)
+import "context"
 
-// fileLocker does not lock where advisory file locks are not available:
-// run one instance at a time when migrating SQLite there.
-type fileLocker struct{ path string }
-
-func (*fileLocker) Lock(context.Context, *sql.DB) error   { return nil }
-func (*fileLocker) Unlock(context.Context, *sql.DB) error { return nil }
+// lockFile does not lock where advisory file locks are not available: run
+// one instance at a time when migrating SQLite there.
+func lockFile(context.Context, string) (func(), error) { return nil, nil }

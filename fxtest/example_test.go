@@ -46,3 +46,16 @@ func TestDefaultsToSQLite(t *testing.T) {
 		t.Fatalf("driver %s", e.Driver())
 	}
 }
+
+// An application's own module may include dbfx.Module: fxtest.New then
+// does not add it again.
+func TestAppModuleWithDbfxModule(t *testing.T) {
+	appModule := fx.Module("app", dbfx.Module, fx.Provide(func(m *session.Manager) fmtStringer { return fmtStringer{m} }))
+	var s fmtStringer
+	fxtest.New(t, appModule, fx.Populate(&s)).RequireStart().RequireStop()
+	if s.m == nil {
+		t.Fatal("no Manager")
+	}
+}
+
+type fmtStringer struct{ m *session.Manager }

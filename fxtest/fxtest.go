@@ -10,6 +10,7 @@ package fxtest
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -54,12 +55,17 @@ func Each(t *testing.T, fn func(t *testing.T, cfg dbfx.Config)) {
 }
 
 // New returns an app with dbfx.Module and opts, on a fresh SQLite database
-// unless opts supply a dbfx.Config. Start and stop it with RequireStart and
-// RequireStop; it is stopped at cleanup if still running.
+// unless opts supply a dbfx.Config. When opts already provide the engine
+// (they include dbfx.Module, say), dbfx.Module is not added again. Start
+// and stop it with RequireStart and RequireStop; it is stopped at cleanup
+// if still running.
 func New(tb testing.TB, opts ...fx.Option) *fxtest.App {
 	tb.Helper()
-	all := []fx.Option{dbfx.Module, fx.Options(opts...)}
-	if !suppliesConfig(opts) {
+	all := []fx.Option{fx.Options(opts...)}
+	if !provides[*dbfx.Engine](all) {
+		all = append(all, dbfx.Module)
+	}
+	if !provides[dbfx.Config](all) {
 		all = append(all, fx.Supply(SQLite(tb)))
 	}
 	app := fxtest.New(tb, all...)
@@ -71,11 +77,13 @@ func New(tb testing.TB, opts ...fx.Option) *fxtest.App {
 	return app
 }
 
-// suppliesConfig reports whether opts provide a dbfx.Config: only a graph
-// that misses one fails validation for it. Validation runs no constructor.
-func suppliesConfig(opts []fx.Option) bool {
-	err := fx.ValidateApp(fx.NopLogger, dbfx.Module, fx.Options(opts...), fx.Invoke(func(dbfx.Config) {}))
-	return err == nil || !strings.Contains(err.Error(), "missing type: dbfx.Config")
+// provides reports whether opts provide a T. The probe's module comes
+// first, so its invoke is validated before any of opts': the first error is
+// its own when T is missing. Validation runs no constructor.
+func provides[T any](opts []fx.Option) bool {
+	probe := fx.Module("fxtest.probe", fx.Invoke(func(T) {}))
+	err := fx.ValidateApp(fx.NopLogger, probe, fx.Options(opts...))
+	return err == nil || !strings.Contains(err.Error(), "missing type: "+reflect.TypeFor[T]().String())
 }
 
 // RequireNoLeaks fails the test when a connection of e is in use or a

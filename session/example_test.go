@@ -40,7 +40,7 @@ func ExampleManager_Tx() {
 	fmt.Println("transfer 60:", transfer(ctx, 1, 2, 60))
 	fmt.Println("transfer 60 again fails:", transfer(ctx, 1, 2, 60) != nil)
 
-	balances, err := session.Tx(ctx, m, func(ctx context.Context) ([]int, error) {
+	balances, err := session.ReadOnly(ctx, m, func(ctx context.Context) ([]int, error) {
 		var b []int
 		err := m.Q(ctx).SelectContext(ctx, &b, `SELECT balance FROM accounts ORDER BY id`)
 		return b, err
