@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -149,6 +150,18 @@ func (m *Manager) leave() {
 		close(m.idle)
 	}
 	m.mu.Unlock()
+}
+
+// readPool is the pool of a read-only scope that begins a transaction:
+// SQLite's reader pool, a replica, or nil for the writer.
+func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
+	if m.r != nil {
+		return m.r
+	}
+	if m.cfg.replicas != nil && level != sql.LevelSerializable {
+		return m.cfg.replicas()
+	}
+	return nil
 }
 
 // acquireFor takes a connection from pool for a scope, or a statement,

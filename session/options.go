@@ -14,6 +14,7 @@ type Option func(*config)
 
 type config struct {
 	reader         *sqlx.DB
+	replicas       func() *sqlx.DB
 	acquireTimeout time.Duration
 	retry          RetryPolicy
 	mon            monitor.Monitor // nil: no events
@@ -24,6 +25,12 @@ type config struct {
 // SQLite, a pool of connections opened with query_only. Without it, SQLite
 // read-only scopes run on the writer with PRAGMA query_only around them.
 func WithReader(db *sqlx.DB) Option { return func(c *config) { c.reader = db } }
+
+// WithReplicas gives the Manager read replicas: a read-only scope that
+// begins its own transaction runs on the pool pick returns, unless pick
+// returns nil (no healthy replica) or the scope asks for
+// sql.LevelSerializable (a hot standby refuses it): then on the writer.
+func WithReplicas(pick func() *sqlx.DB) Option { return func(c *config) { c.replicas = pick } }
 
 // WithAcquireTimeout bounds how long a scope, or a statement outside any
 // scope that Q runs through Exec, Get or Select, waits for a free pool

@@ -278,7 +278,7 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 			}
 			return nil
 		}
-		if ctx.Err() != nil || !c.retryable(m.d, err) {
+		if ctx.Err() != nil || !c.retryable(m.d, err, readOnly) {
 			return err
 		}
 		if attempt >= c.retry.MaxAttempts {
@@ -294,11 +294,16 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 	}
 }
 
-func (c *txConfig) retryable(d *dialect.Dialect, err error) bool {
+// retryable reports whether another attempt may succeed. A read-only
+// transaction whose connection was lost is retried too: it wrote nothing,
+// and the next attempt takes another connection (or another replica).
+func (c *txConfig) retryable(d *dialect.Dialect, err error, readOnly bool) bool {
 	if errors.Is(err, ErrAmbiguousCommit) || errors.Is(err, ErrClosed) || errors.Is(err, ErrAcquireTimeout) {
 		return false
 	}
-	return d.Classify(err).Has(dialect.Retryable) || (c.retry.RetryOn != nil && c.retry.RetryOn(err))
+	class := d.Classify(err)
+	return class.Has(dialect.Retryable) || (readOnly && class.Has(dialect.ConnLost)) ||
+		(c.retry.RetryOn != nil && c.retry.RetryOn(err))
 }
 
 // backoff waits before attempt+1: full jitter, capped, cut short by ctx.
@@ -333,10 +338,18 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		s.conn, s.reader = parent.conn, parent.reader
 	} else {
 		pool := m.w
-		if readOnly && m.r != nil {
-			pool, s.reader = m.r, true
+		if readOnly {
+			if r := m.readPool(c.isolation); r != nil {
+				pool, s.reader = r, true
+			}
 		}
 		conn, err := m.acquireFor(sctx, parent, pool, s.reader)
+		if err != nil && s.reader && m.r == nil && sctx.Err() == nil {
+			// A replica that went down since its last check: the
+			// primary serves this scope.
+			pool, s.reader = m.w, false
+			conn, err = m.acquireFor(sctx, parent, pool, false)
+		}
 		if err != nil {
 			return nil, ctxErr(sctx, err)
 		}
