@@ -27,7 +27,7 @@ type Config struct {
 	Name            string        // engine name, default "primary"; labels metrics, names Fx values
 	Driver          string        // "postgres", "pgx", "mysql" or "sqlite3"; inferred from DSN when empty
 	DSN             string        // postgres://..., mysql DSN or mysql://..., file path / file: URI / :memory:
-	Replicas        []string      // read-only DSNs for read-only scopes (not supported yet: rejected)
+	Replicas        []string      // read-only DSNs: read-only scopes go to a healthy one (round robin), else the primary
 	MaxOpenConns    int           // pool_size + max_overflow; default 15
 	MaxIdleConns    int           // pool_size; default 5 (never more than MaxOpenConns)
 	ConnMaxLifetime time.Duration // pool_recycle; default 30m
@@ -149,10 +149,29 @@ func (c Config) resolve() (*resolved, error) {
 	default:
 		add("Driver", "%q is not supported (want postgres, pgx, mysql or sqlite3)", c.Driver)
 	}
-	// Fields whose feature has not landed are refused rather than ignored.
-	if len(c.Replicas) > 0 {
-		add("Replicas", "read replicas are not supported yet")
+	var replicas []*resolved
+	for i, dsn := range c.Replicas {
+		field := fmt.Sprintf("Replicas[%d]", i)
+		rc := c
+		rc.DSN = dsn
+		switch d := inferDriver(dsn); {
+		case c.Driver == "sqlite3":
+			add(field, "read replicas need postgres or mysql")
+		case dsn == "":
+			add(field, "is empty")
+		case d != c.Driver && !(d == "postgres" && c.Driver == "pgx"):
+			add(field, "looks like a %s DSN, but the engine's driver is %s", d, c.Driver)
+		default:
+			rr, err := resolveDSN(rc)
+			if err != nil {
+				add(field, "%v", err)
+				continue
+			}
+			rr.cfg = rc
+			replicas = append(replicas, rr)
+		}
 	}
+	// Fields whose feature has not landed are refused rather than ignored.
 	for _, f := range []struct {
 		field string
 		set   bool
@@ -191,6 +210,7 @@ func (c Config) resolve() (*resolved, error) {
 		return nil, &ConfigError{Engine: c.Name, Fields: bad}
 	}
 	r.cfg = c
+	r.replicas = replicas
 	return r, nil
 }
 

@@ -22,6 +22,7 @@ type resolved struct {
 	password string // scrubbed from any error text
 	tlsOff   bool   // a network connection without TLS
 	mysql    *mysql.Config
+	replicas []*resolved // Config.Replicas, resolved
 }
 
 // inferDriver guesses the driver from the form of a DSN.

@@ -64,6 +64,7 @@ type Engine struct {
 	wrapped    []*monitor.Connector // the pools' connectors that observe them
 	unstats    func()               // stops handing the pool figures to the monitor
 	migrations fs.FS                // applied at start; nil: none
+	replicas   *replicaSet          // nil without Config.Replicas
 
 	closeOnce sync.Once
 	closeErr  error
@@ -109,7 +110,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if driverName == "sqlite3" {
 		writerWatch.MaxLifetime = 0
 	}
-	if e.db, err = e.open(r.writer, writerWatch); err != nil {
+	if e.db, err = e.open(r, r.writer, writerWatch); err != nil {
 		return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
 	}
 	switch {
@@ -122,7 +123,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.db.SetMaxOpenConns(1)
 		e.db.SetMaxIdleConns(1)
 		e.db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
-		if e.reader, err = e.open(r.reader, watch); err != nil {
+		if e.reader, err = e.open(r, r.reader, watch); err != nil {
 			_ = e.closePools()
 			return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
 		}
@@ -141,6 +142,13 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.health.SetMaxIdleConns(1)
 	}
 	sopts := []session.Option{session.WithAcquireTimeout(c.AcquireTimeout)}
+	if len(r.replicas) > 0 {
+		if err := e.openReplicas(watch); err != nil {
+			_ = e.closePools()
+			return nil, err
+		}
+		sopts = append(sopts, session.WithReplicas(e.replicas.pick))
+	}
 	if !monitor.IsNop(o.mon) {
 		sopts = append(sopts, session.WithMonitor(c.Name, o.mon))
 	}
@@ -160,8 +168,8 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 // open opens a pool on dsn through a connector that observes it per w
 // (the driver's own when w asks for nothing). sqlx keeps the real driver
 // name, on which its placeholders depend.
-func (e *Engine) open(dsn string, w monitor.ConnectorOptions) (*sqlx.DB, error) {
-	conn, err := e.r.connector(dsn)
+func (e *Engine) open(r *resolved, dsn string, w monitor.ConnectorOptions) (*sqlx.DB, error) {
+	conn, err := r.connector(dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -260,8 +268,32 @@ func (e *Engine) connect(ctx context.Context) error {
 			return &connectError{msg: "dbfx: cannot connect: " + e.r.redact(msg), err: err}
 		}
 	}
+	if e.replicas != nil {
+		// A replica that is down does not fail the start: reads go to the
+		// primary until a check finds it up.
+		e.replicas.checkAll(ctx, min(timeout, 5*time.Second))
+		e.replicas.start()
+	}
 	e.log.Info("engine started", zap.String("driver", e.Driver()), zap.String("host", e.r.host),
 		zap.Duration("took", time.Since(begun)))
+	return nil
+}
+
+// openReplicas opens a pool and a health connection per replica.
+func (e *Engine) openReplicas(watch monitor.ConnectorOptions) error {
+	e.replicas = &replicaSet{log: e.log, driver: e.Driver(), interval: e.r.cfg.HealthInterval}
+	for _, rr := range e.r.replicas {
+		db, err := e.open(rr, rr.writer, watch)
+		if err != nil {
+			return fmt.Errorf("dbfx: engine %q: replica %s: %s", e.Name(), rr.host, rr.redact(err.Error()))
+		}
+		setPool(db.DB, e.r.cfg)
+		conn, _ := rr.connector(rr.writer) // it accepted this DSN above
+		health := sql.OpenDB(conn)
+		health.SetMaxOpenConns(1)
+		health.SetMaxIdleConns(1)
+		e.replicas.rs = append(e.replicas.rs, &replica{r: rr, db: db, health: health})
+	}
 	return nil
 }
 
@@ -336,6 +368,9 @@ func (e *Engine) closePools() error {
 	}
 	if e.reader != nil {
 		errs = append(errs, e.reader.Close())
+	}
+	if e.replicas != nil {
+		errs = append(errs, e.replicas.close()...)
 	}
 	return errors.Join(errs...)
 }

@@ -27,6 +27,25 @@ type Health struct {
 	Latency time.Duration `json:"-"`
 	Error   string        `json:"error,omitempty"` // why it is down; never a password
 	Pool    Stats         `json:"pool"`
+	// Replicas, by host, as their last background check found them. A
+	// replica down makes the engine degraded: the primary serves its reads.
+	Replicas map[string]ReplicaHealth `json:"replicas,omitempty"`
+}
+
+// ReplicaHealth is the state of one read replica.
+type ReplicaHealth struct {
+	Status Status        `json:"status"`
+	Lag    time.Duration `json:"-"` // how far it is behind the primary
+	Error  string        `json:"error,omitempty"`
+}
+
+// MarshalJSON writes Lag as a Go duration string ("1.5s").
+func (h ReplicaHealth) MarshalJSON() ([]byte, error) {
+	type plain ReplicaHealth
+	return json.Marshal(struct {
+		plain
+		Lag string `json:"lag"`
+	}{plain(h), h.Lag.String()})
 }
 
 // MarshalJSON writes Latency as a Go duration string ("1.2ms").
@@ -135,6 +154,14 @@ func (e *Engine) Health(ctx context.Context) Health {
 		h.Status = StatusOK
 	default:
 		h.Status, h.Error = StatusDown, e.r.redact(err.Error())
+	}
+	if e.replicas != nil {
+		h.Replicas = e.replicas.health()
+		for _, r := range h.Replicas {
+			if r.Status != StatusOK && h.Status == StatusOK {
+				h.Status = StatusDegraded
+			}
+		}
 	}
 	return h
 }
