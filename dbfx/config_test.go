@@ -29,7 +29,9 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"negative health", func(c *dbfx.Config) { c.HealthInterval = -time.Second }, "HealthInterval:"},
 		{"statement cache", func(c *dbfx.Config) { c.StatementCache = -2 }, "StatementCache:"},
 		{"replica of another driver", func(c *dbfx.Config) { c.Replicas = []string{"r:pw@tcp(replica:3306)/app"} }, "Replicas[0]:"},
-		{"bad replica url", func(c *dbfx.Config) { c.Replicas = []string{"postgres://r:pw@replica/app", "postgres://r:pw@replica:x/app"} }, "Replicas[1]:"},
+		{"bad replica url", func(c *dbfx.Config) {
+			c.Replicas = []string{"postgres://r:pw@replica/app", "postgres://r:pw@replica:x/app"}
+		}, "Replicas[1]:"},
 		{"replica on sqlite", func(c *dbfx.Config) { c.DSN, c.Replicas = "app.db", []string{"other.db"} }, "Replicas[0]:"},
 		{"query timeout", func(c *dbfx.Config) { c.QueryTimeout = time.Second }, "QueryTimeout:"},
 		{"negative slow query", func(c *dbfx.Config) { c.SlowQuery = -time.Second }, "SlowQuery:"},
