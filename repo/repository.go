@@ -253,7 +253,7 @@ func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (T, error) {
 	case err != nil:
 		return v, r.readErr("get from", err)
 	case !found:
-		return v, fmt.Errorf("repo: %s %v: %w", r.e.table, id, ErrNotFound)
+		return v, fmt.Errorf("%w: %s %v", ErrNotFound, r.e.table, id)
 	}
 	return v, nil
 }
@@ -300,7 +300,7 @@ func (r *Repository[T, ID]) First(ctx context.Context, q ...Clause) (T, error) {
 	case err != nil:
 		return v, r.readErr("first in", err)
 	case !found:
-		return v, fmt.Errorf("repo: %s: %w", r.e.table, ErrNotFound)
+		return v, fmt.Errorf("%w: no row of %s matches", ErrNotFound, r.e.table)
 	}
 	return v, nil
 }
@@ -432,7 +432,7 @@ func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
 		if err := r.exists(ctx, q, id, ErrNotFound); err != nil || stale == nil {
 			return err
 		}
-		return fmt.Errorf("repo: %s %v: %w", e.table, id, stale)
+		return fmt.Errorf("%w: %s %v", stale, e.table, id)
 	}
 	if e.version >= 0 {
 		r.setInt(p, e.version, r.getInt(p, e.version)+1)
@@ -452,7 +452,7 @@ func (r *Repository[T, ID]) exists(ctx context.Context, q session.Querier, id an
 	case err == nil:
 		return nil
 	case errors.Is(err, errNoRow):
-		return fmt.Errorf("repo: %s %v: %w", r.e.table, id, missing)
+		return fmt.Errorf("%w: %s %v", missing, r.e.table, id)
 	}
 	return r.readErr("look up", err)
 }
@@ -469,7 +469,7 @@ func (r *Repository[T, ID]) Delete(ctx context.Context, id ID) error {
 		return r.writeErr("delete from", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("repo: %s %v: %w", r.e.table, id, ErrNotFound)
+		return fmt.Errorf("%w: %s %v", ErrNotFound, r.e.table, id)
 	}
 	return nil
 }
