@@ -14,7 +14,11 @@ func benchEach(b *testing.B, fn func(b *testing.B, e *dbfx.Engine)) {
 	for _, db := range []struct {
 		name string
 		cfg  func(testing.TB) dbfx.Config
-	}{{"sqlite3", fxtest.SQLite}, {"postgres", fxtest.Postgres}, {"mysql", fxtest.MySQL}} {
+	}{
+		{"sqlite3", fxtest.SQLite}, {"postgres", fxtest.Postgres}, {"mysql", fxtest.MySQL},
+		// No I/O to wait for: what is left is the client's own cost.
+		{"sqlite3-memory", func(testing.TB) dbfx.Config { return dbfx.Config{DSN: ":memory:"} }},
+	} {
 		b.Run("db="+db.name, func(b *testing.B) {
 			e := openEngine(b, db.cfg(b))
 			b.ReportAllocs()
