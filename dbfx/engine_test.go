@@ -167,6 +167,7 @@ func TestUnreachableFailsStartWithinConnectTimeout(t *testing.T) {
 			if !errors.Is(err, dbfx.ErrConnect) {
 				t.Fatalf("start = %v, want ErrConnect", err)
 			}
+			t.Logf("start failed after %s with ConnectTimeout %s", took.Round(time.Millisecond), cfg.ConnectTimeout)
 			if took > cfg.ConnectTimeout+2*time.Second {
 				t.Fatalf("start took %s with ConnectTimeout %s", took, cfg.ConnectTimeout)
 			}
