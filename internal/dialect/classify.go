@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	mysqldrv "github.com/go-sql-driver/mysql"
@@ -31,6 +32,10 @@ const (
 	// ReadOnly: a write was refused because the transaction or connection
 	// is read-only.
 	ReadOnly
+	// Stale: a prepared statement the server no longer has, or whose plan
+	// no longer fits the schema (a DDL changed its result's columns). The
+	// statement did not run; preparing it again cures it.
+	Stale
 )
 
 // Has reports whether every bit of x is in c.
@@ -62,6 +67,12 @@ func classifyPostgres(err error) Class {
 	case len(code) == 5 && code[:2] == "08", // connection_exception
 		code == "57P01", code == "57P02", code == "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
 		c |= ConnLost
+	case code == "26000": // invalid_sql_statement_name: "prepared statement ... does not exist"
+		c |= Stale
+	case code == "0A000": // feature_not_supported, raised for a plan a DDL made stale
+		if ee, ok := e.(error); ok && strings.Contains(ee.Error(), "cached plan must not change result type") {
+			c |= Stale
+		}
 	}
 	return c
 }
@@ -83,6 +94,8 @@ func classifyMySQL(err error) Class {
 		return ReadOnly
 	case 1053, 1927, 4031: // server shutdown, connection killed (MariaDB), idle disconnect (MySQL 8)
 		return ConnLost | Aborting
+	case 1243, 1615: // ER_UNKNOWN_STMT_HANDLER, ER_NEED_REPREPARE
+		return Stale
 	}
 	return 0
 }

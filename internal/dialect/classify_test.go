@@ -42,6 +42,7 @@ func classString(c dialect.Class) string {
 		{dialect.Unique, "Unique"},
 		{dialect.ConnLost, "ConnLost"},
 		{dialect.ReadOnly, "ReadOnly"},
+		{dialect.Stale, "Stale"},
 	} {
 		if c&b.c != 0 {
 			parts = append(parts, b.name)
@@ -339,6 +340,44 @@ func TestClassifyPostgres(t *testing.T) {
 		checkClass(t, d, err, dialect.Aborting)
 	})
 
+	// A statement prepared before a DDL changed its result's columns fails
+	// on its next run; so does one the session no longer has (DEALLOCATE
+	// ALL, or a pooler in transaction mode). Preparing it again cures both.
+	t.Run("stale plan 0A000", func(t *testing.T) {
+		ctx := testContext(t)
+		mustExec(t, ctx, db, `CREATE TABLE reshaped (k int PRIMARY KEY, v int NOT NULL)`)
+		conn := pinned(t, ctx, db)
+		st, err := conn.PrepareContext(ctx, `SELECT * FROM reshaped WHERE k = $1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		mustExec(t, ctx, conn, `ALTER TABLE reshaped ADD COLUMN w int`)
+		_, err = st.ExecContext(ctx, 1)
+		wantPgCode(t, err, "0A000")
+		checkClass(t, d, err, dialect.Stale|dialect.Aborting)
+	})
+
+	t.Run("prepared statement gone 26000", func(t *testing.T) {
+		ctx := testContext(t)
+		conn := pinned(t, ctx, db)
+		st, err := conn.PrepareContext(ctx, `SELECT v FROM kv WHERE k = $1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		mustExec(t, ctx, conn, `DEALLOCATE ALL`)
+		_, err = st.ExecContext(ctx, 1)
+		wantPgCode(t, err, "26000")
+		checkClass(t, d, err, dialect.Stale|dialect.Aborting)
+	})
+
+	// Other feature_not_supported errors are not stale plans.
+	t.Run("feature not supported 0A000", func(t *testing.T) {
+		checkClass(t, d, &pq.Error{Code: "0A000", Message: "cached plan must not change result type"}, dialect.Stale|dialect.Aborting)
+		checkClass(t, d, &pq.Error{Code: "0A000", Message: "LOCK TABLE is not supported"}, dialect.Aborting)
+	})
+
 	// lib/pq stops a statement whose context ends by asking the server to
 	// cancel it, and returns the server's query_canceled (57014), not the
 	// context's error; then it discards the connection. The caller gave up:
@@ -484,6 +523,18 @@ func TestClassifyMySQL(t *testing.T) {
 
 	t.Run("connection refused", func(t *testing.T) {
 		checkClass(t, d, refusedMySQL(t), dialect.ConnLost|dialect.Aborting)
+	})
+
+	// The server no longer knows a prepared statement: 1243. It asks for a
+	// statement to be prepared again (1615) when its tables changed more
+	// than its own re-prepare can follow; that one cannot be made on
+	// purpose, so it is classified from the driver's error value.
+	t.Run("unknown prepared statement 1243", func(t *testing.T) {
+		ctx := testContext(t)
+		_, err := db.ExecContext(ctx, `EXECUTE enginekit_nosuch`)
+		wantMySQLNumber(t, err, 1243)
+		checkClass(t, d, err, dialect.Stale)
+		checkClass(t, d, &mysqldrv.MySQLError{Number: 1615, Message: "Prepared statement needs to be re-prepared"}, dialect.Stale)
 	})
 
 	// The mysql driver stops a statement whose context ends by closing the
