@@ -37,7 +37,7 @@ type Config struct {
 	QueryTimeout    time.Duration // default deadline of a statement whose ctx has none (not supported yet: rejected)
 	SlowQuery       time.Duration // statements at least this long are reported to the monitor as slow (0: none)
 	LeakThreshold   time.Duration // a connection held longer is reported to the monitor with the stack that took it (0: off)
-	StatementCache  int           // prepared statements kept per engine (not supported yet: rejected)
+	StatementCache  int           // prepared statements kept per engine: 0 = default (256), -1 = off (PgBouncer in transaction mode), n = size
 	HealthInterval  time.Duration // how often replicas and the primary are checked in the background
 }
 
@@ -176,7 +176,7 @@ func (c Config) resolve() (*resolved, error) {
 		field string
 		set   bool
 	}{
-		{"QueryTimeout", c.QueryTimeout != 0}, {"StatementCache", c.StatementCache != 0},
+		{"QueryTimeout", c.QueryTimeout != 0},
 	} {
 		if f.set {
 			add(f.field, "is not supported yet")

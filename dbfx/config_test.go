@@ -76,6 +76,14 @@ func TestValidateReportsEveryFieldAtOnce(t *testing.T) {
 	}
 }
 
+func TestValidateStatementCache(t *testing.T) {
+	for _, n := range []int{-1, 0, 1, 256, 10000} {
+		if err := (dbfx.Config{DSN: "app.db", StatementCache: n}).Validate(); err != nil {
+			t.Errorf("StatementCache %d: %v", n, err)
+		}
+	}
+}
+
 func TestDriverInferredFromDSN(t *testing.T) {
 	tests := []struct {
 		give string

@@ -29,6 +29,7 @@ type options struct {
 	log        *zap.Logger
 	mon        monitor.Monitor
 	migrations fs.FS
+	prepareQ   bool
 }
 
 // WithLogger sets the logger of the engine (a no-op logger otherwise).
@@ -51,6 +52,11 @@ func WithMonitor(m monitor.Monitor) Option {
 		}
 	}
 }
+
+// WithPreparedQueries makes the statements run through Sessions().Q run
+// as cached prepared statements, as repositories' do (see
+// session.WithPreparedQueries); Config.StatementCache sizes the cache.
+func WithPreparedQueries() Option { return func(o *options) { o.prepareQ = true } }
 
 // Engine is one database: its pools, its session Manager and its health.
 // It is safe for use by many goroutines.
@@ -141,7 +147,10 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
-	sopts := []session.Option{session.WithAcquireTimeout(c.AcquireTimeout)}
+	sopts := []session.Option{session.WithAcquireTimeout(c.AcquireTimeout), session.WithStatementCache(c.StatementCache)}
+	if o.prepareQ {
+		sopts = append(sopts, session.WithPreparedQueries())
+	}
 	if len(r.replicas) > 0 {
 		if err := e.openReplicas(watch); err != nil {
 			_ = e.closePools()

@@ -41,10 +41,10 @@ func testContext(tb testing.TB) context.Context {
 
 // openEngine opens an engine on cfg, closed when the test ends, with an
 // empty items table.
-func openEngine(tb testing.TB, cfg dbfx.Config) *dbfx.Engine {
+func openEngine(tb testing.TB, cfg dbfx.Config, opts ...dbfx.Option) *dbfx.Engine {
 	tb.Helper()
 	ctx := testContext(tb)
-	e, err := dbfx.Open(ctx, cfg)
+	e, err := dbfx.Open(ctx, cfg, opts...)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}

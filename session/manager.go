@@ -19,7 +19,9 @@ type Manager struct {
 	w, r  *sqlx.DB // writer pool; reader pool for read-only scopes (nil: the writer)
 	d     *dialect.Dialect
 	cfg   config
-	pool  poolQuerier
+	pool  poolQuerier // runs statements as they are
+	ppool poolQuerier // runs statements prepared (the statement cache)
+	stmts *stmtCache  // nil when off
 	bind  binder
 	key   scopeKey
 	kill  context.Context // cancelled when Close gives up waiting
@@ -58,6 +60,16 @@ func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
 	m := &Manager{w: db, r: cfg.reader, d: d, cfg: cfg, idle: make(chan struct{})}
 	m.bind = binder{driver: db.DriverName(), bindType: sqlx.BindType(db.DriverName())}
 	m.pool = poolQuerier{binder: m.bind, m: m, db: db}
+	m.ppool = poolQuerier{binder: m.bind, m: m, db: db, prep: true}
+	switch size := cfg.stmtCache; {
+	case size == 0:
+		m.stmts = newStmtCache(DefaultStatementCache)
+	case size > 0:
+		m.stmts = newStmtCache(size)
+	}
+	if m.stmts == nil {
+		m.cfg.prepareQ = false
+	}
 	m.key = scopeKey{m}
 	m.kill, m.abort = context.WithCancelCause(context.Background())
 	return m, nil
@@ -66,12 +78,52 @@ func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
 // Q returns the Querier of the scope in ctx (its transaction or pinned
 // connection), or the pool outside any scope of this Manager. Through the
 // context of a scope that has ended, every statement fails with
-// ErrScopeEnded: it never falls back to the pool.
+// ErrScopeEnded: it never falls back to the pool. Its statements are sent
+// as they are, unless the Manager has WithPreparedQueries: then they run
+// as Prepared's do.
 func (m *Manager) Q(ctx context.Context) Querier {
+	if m.cfg.prepareQ {
+		return m.Prepared(ctx)
+	}
 	if s := m.current(ctx); s != nil && (s.conn != nil || s.ended.Load()) {
 		return &s.q
 	}
 	return &m.pool
+}
+
+// Prepared is Q for SQL whose text is fixed, such as the statements a
+// repository builds once: a statement with arguments runs as a prepared
+// statement, prepared once per text and kept in the Manager's statement
+// cache (see WithStatementCache), which saves a round trip on PostgreSQL
+// and MySQL and the parsing on SQLite. The first caller of a text prepares
+// it while concurrent ones wait for it; database/sql prepares it again, as
+// needed, on each connection that runs it.
+//
+// Outside any scope it runs on the pool. In a transaction it is bound to
+// the transaction's connection (Tx.StmtContext), so it sees the
+// transaction's writes. In a Conn scope without a transaction, statements
+// are sent as they are: database/sql binds prepared statements to
+// transactions, not to pinned connections. A statement without arguments,
+// or with more than one statement in its text, is always sent as it is.
+//
+// A prepared statement that the database says is gone or stale (a DDL
+// changed its result's columns; PostgreSQL 26000 and 0A000 "cached plan
+// must not change result type", MySQL 1243 and 1615) is dropped from the
+// cache and prepared anew: outside a transaction, and in a MySQL one, the
+// statement runs again at once; a PostgreSQL transaction it aborted is run
+// again by its owning scope, like a retryable failure (see Retry). With
+// the cache off (WithStatementCache(-1)) Prepared is Q.
+func (m *Manager) Prepared(ctx context.Context) Querier {
+	if s := m.current(ctx); s != nil && (s.conn != nil || s.ended.Load()) {
+		if m.stmts == nil {
+			return &s.q
+		}
+		return &s.pq
+	}
+	if m.stmts == nil {
+		return &m.pool
+	}
+	return &m.ppool
 }
 
 // InTx reports whether ctx carries a live transaction of this Manager.
@@ -91,6 +143,7 @@ type Stats struct {
 	Active          int   // scopes in flight
 	Waiting         int64 // callers taking a connection from a pool right now
 	AcquireTimeouts int64 // ErrAcquireTimeout returned so far
+	Statements      int   // prepared statements in the statement cache
 }
 
 // Stats returns the Manager's figures.
@@ -98,16 +151,25 @@ func (m *Manager) Stats() Stats {
 	m.mu.Lock()
 	active := m.active
 	m.mu.Unlock()
-	return Stats{Active: active, Waiting: m.waiting.Load(), AcquireTimeouts: m.timeouts.Load()}
+	st := Stats{Active: active, Waiting: m.waiting.Load(), AcquireTimeouts: m.timeouts.Load()}
+	if m.stmts != nil {
+		st.Statements = m.stmts.len()
+	}
+	return st
 }
 
 // Close refuses new scopes (they return ErrClosed) and waits for those in
 // flight; scopes these open inside them may still start, so that they can
 // finish their work. If ctx ends first, it cancels their contexts, so they
-// roll back, and returns the ctx error (nil when nothing was in flight). It
+// roll back, and returns the ctx error (nil when nothing was in flight).
+// Then it closes the statement cache's prepared statements (each once no
+// statement runs on it); statements sent afterwards run unprepared. It
 // does not close the pools: their owner does. Close may be called more
 // than once.
 func (m *Manager) Close(ctx context.Context) error {
+	if m.stmts != nil {
+		defer m.stmts.close()
+	}
 	m.mu.Lock()
 	if !m.closed {
 		m.closed = true

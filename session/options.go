@@ -19,6 +19,8 @@ type config struct {
 	retry          RetryPolicy
 	mon            monitor.Monitor // nil: no events
 	db             string          // the database's name in events
+	stmtCache      int             // prepared statements kept: 0 the default, < 0 none
+	prepareQ       bool            // Q's Queriers run statements prepared
 }
 
 // WithReader gives the Manager a separate pool for read-only scopes: on
@@ -40,6 +42,22 @@ func WithAcquireTimeout(d time.Duration) Option { return func(c *config) { c.acq
 
 // WithRetryPolicy sets the default retry policy of transaction scopes.
 func WithRetryPolicy(p RetryPolicy) Option { return func(c *config) { c.retry = p } }
+
+// WithStatementCache sets how many prepared statements the Manager keeps
+// for Prepared (and for Q with WithPreparedQueries): n of them, the least
+// recently used closed beyond that; DefaultStatementCache when n is 0;
+// none when n is -1 (or less), so that every statement is sent as it is,
+// as behind PgBouncer in transaction mode, where a prepared statement
+// would meet another server connection.
+func WithStatementCache(n int) Option { return func(c *config) { c.stmtCache = n } }
+
+// WithPreparedQueries makes the Queriers Q returns run statements as
+// Prepared's do: every text with arguments becomes a cached prepared
+// statement. Queries whose text varies with their values (IN lists of
+// varying length, values written into the SQL) churn the cache: the bound
+// keeps its memory in check, not its hit rate. It does nothing when the
+// statement cache is off.
+func WithPreparedQueries() Option { return func(c *config) { c.prepareQ = true } }
 
 // Mode is a propagation mode: what a scope does when the context already
 // carries a transaction of the same Manager.

@@ -46,10 +46,13 @@ func (b binder) BindNamed(query string, arg any) (string, []any, error) {
 }
 
 // scopeQuerier runs statements in a scope: it refuses them once the scope
-// has ended or its transaction is aborted, and observes every error.
+// has ended or its transaction is aborted, and observes every error. With
+// prep, a statement with arguments in a transaction runs as a cached
+// prepared statement (see runPrepared).
 type scopeQuerier struct {
 	binder
-	s *scope
+	s    *scope
+	prep bool
 }
 
 func (q *scopeQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -57,7 +60,17 @@ func (q *scopeQuerier) ExecContext(ctx context.Context, query string, args ...an
 	if err != nil {
 		return nil, err
 	}
-	res, err := t.ExecContext(ctx, query, args...)
+	var res sql.Result
+	if ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) (err error) {
+		res, err = st.ExecContext(ctx, args...)
+		return err
+	}); ran {
+		if err != nil {
+			return nil, q.s.observe(err)
+		}
+		return res, nil
+	}
+	res, err = t.ExecContext(ctx, query, args...)
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
@@ -69,7 +82,14 @@ func (q *scopeQuerier) QueryContext(ctx context.Context, query string, args ...a
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.QueryContext(ctx, query, args...)
+	var rows *sql.Rows
+	ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) (err error) {
+		rows, err = st.QueryContext(ctx, args...)
+		return err
+	})
+	if !ran {
+		rows, err = t.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
@@ -82,7 +102,14 @@ func (q *scopeQuerier) QueryxContext(ctx context.Context, query string, args ...
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.QueryxContext(ctx, query, args...)
+	var rows *sqlx.Rows
+	ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) (err error) {
+		rows, err = st.QueryxContext(ctx, args...)
+		return err
+	})
+	if !ran {
+		rows, err = t.QueryxContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
@@ -98,9 +125,20 @@ func (q *scopeQuerier) QueryRowxContext(ctx context.Context, query string, args 
 		// a connection, so nothing reaches the server.
 		return q.s.m.w.QueryRowxContext(failedContext{ctx, err}, query, args...)
 	}
-	row := t.QueryRowxContext(ctx, query, args...)
-	if err := row.Err(); err != nil {
+	var row *sqlx.Row
+	ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) error {
+		row = st.QueryRowxContext(ctx, args...)
+		return row.Err()
+	})
+	if !ran {
+		row = t.QueryRowxContext(ctx, query, args...)
+		err = row.Err()
+	}
+	if err != nil {
 		q.s.observe(err)
+		if row == nil || row.Err() != err { // a staleError, for the owning scope's retry
+			row = q.s.m.w.QueryRowxContext(failedContext{ctx, err}, query, args...)
+		}
 	} else {
 		q.s.track(rowsOf(row))
 	}
@@ -112,7 +150,13 @@ func (q *scopeQuerier) GetContext(ctx context.Context, dest any, query string, a
 	if err != nil {
 		return err
 	}
-	if err := sqlx.GetContext(ctx, t, dest, query, args...); err != nil {
+	ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) error {
+		return st.GetContext(ctx, dest, args...)
+	})
+	if !ran {
+		err = sqlx.GetContext(ctx, t, dest, query, args...)
+	}
+	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -126,7 +170,13 @@ func (q *scopeQuerier) SelectContext(ctx context.Context, dest any, query string
 	if err != nil {
 		return err
 	}
-	if err := sqlx.SelectContext(ctx, t, dest, query, args...); err != nil {
+	ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) error {
+		return st.SelectContext(ctx, dest, args...)
+	})
+	if !ran {
+		err = sqlx.SelectContext(ctx, t, dest, query, args...)
+	}
+	if err != nil {
 		return q.s.observe(err)
 	}
 	return nil
@@ -142,10 +192,19 @@ func (q *scopeQuerier) NamedExecContext(ctx context.Context, query string, arg a
 // ctx alone. Inside a NotSupported scope whose suspended transaction holds
 // every connection of the pool (SQLite's single writer), every statement
 // fails at once with ErrAcquireTimeout instead of waiting for it.
+//
+// With prep, a statement with arguments runs as a cached prepared
+// statement. database/sql takes the connection of a prepared statement
+// itself, bounded by the ctx alone, so with an acquire timeout Exec, Get
+// and Select run prepared only while the pool has an idle connection or
+// room to open one; when it has neither they take their connection under
+// the timeout as above and run as they are. (A connection seen idle and
+// taken by another caller in between is waited for within the ctx.)
 type poolQuerier struct {
 	binder
-	m  *Manager
-	db *sqlx.DB
+	m    *Manager
+	db   *sqlx.DB
+	prep bool
 }
 
 // spare fails fast when the scopes in ctx hold every connection of the pool.
@@ -159,10 +218,17 @@ func (q *poolQuerier) conn(ctx context.Context) (*sqlx.Conn, error) {
 }
 
 func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := q.spare(ctx); err != nil {
+		return nil, err
+	}
+	var res sql.Result
+	if ran, err := q.runPrepared(ctx, query, len(args), true, func(st *sqlx.Stmt) (err error) {
+		res, err = st.ExecContext(ctx, args...)
+		return err
+	}); ran {
+		return res, err
+	}
 	if q.m.cfg.acquireTimeout <= 0 {
-		if err := q.spare(ctx); err != nil {
-			return nil, err
-		}
 		return q.db.ExecContext(ctx, query, args...)
 	}
 	c, err := q.conn(ctx)
@@ -177,12 +243,26 @@ func (q *poolQuerier) QueryContext(ctx context.Context, query string, args ...an
 	if err := q.spare(ctx); err != nil {
 		return nil, err
 	}
+	var rows *sql.Rows
+	if ran, err := q.runPrepared(ctx, query, len(args), false, func(st *sqlx.Stmt) (err error) {
+		rows, err = st.QueryContext(ctx, args...)
+		return err
+	}); ran {
+		return rows, err
+	}
 	return q.db.QueryContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
 	if err := q.spare(ctx); err != nil {
 		return nil, err
+	}
+	var rows *sqlx.Rows
+	if ran, err := q.runPrepared(ctx, query, len(args), false, func(st *sqlx.Stmt) (err error) {
+		rows, err = st.QueryxContext(ctx, args...)
+		return err
+	}); ran {
+		return rows, err
 	}
 	return q.db.QueryxContext(ctx, query, args...)
 }
@@ -191,14 +271,29 @@ func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args .
 	if err := q.spare(ctx); err != nil {
 		return q.db.QueryRowxContext(failedContext{ctx, err}, query, args...)
 	}
+	var row *sqlx.Row
+	if ran, err := q.runPrepared(ctx, query, len(args), false, func(st *sqlx.Stmt) error {
+		row = st.QueryRowxContext(ctx, args...)
+		return row.Err()
+	}); ran {
+		if row == nil { // the preparation failed
+			row = q.db.QueryRowxContext(failedContext{ctx, err}, query, args...)
+		}
+		return row
+	}
 	return q.db.QueryRowxContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, args ...any) error {
+	if err := q.spare(ctx); err != nil {
+		return err
+	}
+	if ran, err := q.runPrepared(ctx, query, len(args), true, func(st *sqlx.Stmt) error {
+		return st.GetContext(ctx, dest, args...)
+	}); ran {
+		return err
+	}
 	if q.m.cfg.acquireTimeout <= 0 {
-		if err := q.spare(ctx); err != nil {
-			return err
-		}
 		return q.db.GetContext(ctx, dest, query, args...)
 	}
 	c, err := q.conn(ctx)
@@ -210,10 +305,15 @@ func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, ar
 }
 
 func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
+	if err := q.spare(ctx); err != nil {
+		return err
+	}
+	if ran, err := q.runPrepared(ctx, query, len(args), true, func(st *sqlx.Stmt) error {
+		return st.SelectContext(ctx, dest, args...)
+	}); ran {
+		return err
+	}
 	if q.m.cfg.acquireTimeout <= 0 {
-		if err := q.spare(ctx); err != nil {
-			return err
-		}
 		return q.db.SelectContext(ctx, dest, query, args...)
 	}
 	c, err := q.conn(ctx)

@@ -24,12 +24,13 @@ type scope struct {
 	m         *Manager
 	parent    *scope     // the enclosing scope of the same Manager
 	conn      *sqlx.Conn // nil in a suspended scope (NotSupported)
+	pool      *sqlx.DB   // conn's pool
 	reader    bool       // conn is from the reader pool
 	ownsConn  bool
 	tx        *txn   // nil outside a transaction
 	savepoint string // set in a Nested scope
 	readOnly  bool
-	q         scopeQuerier
+	q, pq     scopeQuerier // statements as they are; prepared (Manager.Prepared)
 	ended     atomic.Bool
 	watch     txWatch // the owner's transaction, for monitor events
 
@@ -45,6 +46,7 @@ type txn struct {
 	aborted atomic.Pointer[error] // the error that aborted the whole transaction
 	seq     atomic.Int64          // savepoint names
 	read    readRows              // result sets whose errors are yet to be seen
+	stmts   txStmts               // cached statements bound to it
 }
 
 func (t *txn) abort(err error) { t.aborted.CompareAndSwap(nil, &err) }
@@ -146,7 +148,7 @@ func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) 
 	}
 	defer conn.Close()
 	s := m.newScope(cur, conn)
-	s.ownsConn = true
+	s.pool, s.ownsConn = m.w, true
 	defer s.ended.Store(true)
 	if err := fn(&scopeCtx{sctx, s}); err != nil {
 		return ctxErr(sctx, err)
@@ -157,6 +159,10 @@ func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) 
 func (m *Manager) newScope(parent *scope, conn *sqlx.Conn) *scope {
 	s := &scope{m: m, parent: parent, conn: conn}
 	s.q = scopeQuerier{binder: m.bind, s: s}
+	s.pq = scopeQuerier{binder: m.bind, s: s, prep: true}
+	if parent != nil {
+		s.pool = parent.pool
+	}
 	return s
 }
 
@@ -302,7 +308,8 @@ func (c *txConfig) retryable(d *dialect.Dialect, err error, readOnly bool) bool 
 		return false
 	}
 	class := d.Classify(err)
-	return class.Has(dialect.Retryable) || (readOnly && class.Has(dialect.ConnLost)) ||
+	var stale *staleError // a cached statement, dropped since: the next attempt prepares it anew
+	return class.Has(dialect.Retryable) || (readOnly && class.Has(dialect.ConnLost)) || errors.As(err, &stale) ||
 		(c.retry.RetryOn != nil && c.retry.RetryOn(err))
 }
 
@@ -353,8 +360,9 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		if err != nil {
 			return nil, ctxErr(sctx, err)
 		}
+		defer m.prepareMissed(ctx, s) // after the connection is back in the pool
 		defer conn.Close()
-		s.conn, s.ownsConn = conn, true
+		s.conn, s.pool, s.ownsConn = conn, pool, true
 	}
 	begun := time.Now()
 	tx, err := m.beginTx(sctx, s.conn, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})

@@ -1,0 +1,453 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+)
+
+// DefaultStatementCache is how many prepared statements a Manager keeps
+// unless WithStatementCache says otherwise.
+const DefaultStatementCache = 256
+
+// maxMissed bounds the statements a transaction leaves to be prepared
+// after it (see txStmts).
+const maxMissed = 16
+
+// stmtCache keeps prepared statements, keyed by pool and SQL text, and
+// closes the least recently used one beyond its size.
+//
+// A statement is a *sql.Stmt prepared on a pool: database/sql prepares it
+// again, lazily, on each connection that runs it, and Tx.StmtContext binds
+// it to a transaction's connection, reusing what is prepared there. So one
+// entry serves every connection of its pool.
+//
+// The first caller of a text prepares it; those that come meanwhile wait
+// for that one preparation instead of making their own. An entry is
+// counted: the cache holds one reference while it keeps the entry, and
+// each caller one while it runs the statement. database/sql's Stmt.Close
+// waits for calls in flight and keeps the statement alive for the rows
+// and transactions that use it, but a call that begins after Close fails
+// ("sql: statement is closed"), so an entry evicted (or invalidated, or
+// dropped at Close) is closed by whoever lets go of it last.
+type stmtCache struct {
+	size int
+
+	mu     sync.Mutex
+	items  map[stmtKey]*stmtEntry
+	lru    stmtEntry // sentinel of the recency list: lru.next is the most recent
+	closed bool
+
+	prepared atomic.Int64 // statements prepared on a pool (not per connection)
+	dropped  atomic.Int64 // statements closed
+}
+
+type stmtKey struct {
+	db    *sqlx.DB
+	query string
+}
+
+// stmtEntry is one statement of the cache. stmt and err are set once,
+// before ready is closed.
+type stmtEntry struct {
+	key   stmtKey
+	c     *stmtCache
+	stmt  *sqlx.Stmt
+	err   error
+	ready chan struct{}
+	refs  atomic.Int32
+
+	prev, next *stmtEntry // in the recency list while cached (under c.mu)
+	cached     bool
+}
+
+func newStmtCache(size int) *stmtCache {
+	c := &stmtCache{size: size, items: make(map[stmtKey]*stmtEntry)}
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	return c
+}
+
+// preparable reports whether a statement is run prepared: only one with
+// arguments (without, it takes one round trip as it is, and its text may
+// hold several statements, which a prepared statement cannot), and only a
+// single statement: a semicolon that is not trailing sends it as it is
+// (also when it sits in a string literal, which is only a missed chance).
+func preparable(query string, nargs int) bool {
+	if nargs == 0 {
+		return false
+	}
+	i := strings.IndexByte(query, ';')
+	return i < 0 || strings.TrimRight(query[i:], "; \t\r\n") == ""
+}
+
+// get returns the entry of query on db, prepared, with a reference the
+// caller must release. It prepares it, or waits for the caller already
+// preparing it. It returns nil and no error once the cache is closed, and
+// the preparation's error when it fails.
+func (c *stmtCache) get(ctx context.Context, db *sqlx.DB, query string) (*stmtEntry, error) {
+	k := stmtKey{db, query}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, nil
+		}
+		if e := c.items[k]; e != nil {
+			e.refs.Add(1)
+			c.touch(e)
+			c.mu.Unlock()
+			if err := e.wait(ctx); err != nil {
+				e.release()
+				if ctx.Err() == nil && isCtxErr(err) {
+					continue // the preparer gave up, not this caller: prepare it here
+				}
+				return nil, err
+			}
+			return e, nil
+		}
+		e := &stmtEntry{key: k, c: c, ready: make(chan struct{})}
+		e.refs.Store(2) // the cache's and the caller's
+		c.items[k] = e
+		c.pushFront(e)
+		var victim *stmtEntry
+		if len(c.items) > c.size {
+			victim = c.lru.prev
+			c.unlink(victim)
+		}
+		c.mu.Unlock()
+		if victim != nil {
+			victim.release()
+		}
+		if err := e.prepare(ctx); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+}
+
+// peek returns the entry of query on db when it is prepared, with a
+// reference, without waiting; present says whether it is there at all
+// (being prepared when e is nil).
+func (c *stmtCache) peek(db *sqlx.DB, query string) (e *stmtEntry, present bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, true
+	}
+	e = c.items[stmtKey{db, query}]
+	if e == nil {
+		return nil, false
+	}
+	select {
+	case <-e.ready: // a failed preparation leaves the cache before ready closes
+		e.refs.Add(1)
+		c.touch(e)
+		return e, true
+	default:
+		return nil, true
+	}
+}
+
+// invalidate drops e from the cache, if it is still there: the database
+// said its statement is gone or stale. The next get prepares it anew.
+func (c *stmtCache) invalidate(e *stmtEntry) {
+	c.mu.Lock()
+	cached := e.cached
+	if cached {
+		c.unlink(e)
+	}
+	c.mu.Unlock()
+	if cached {
+		e.release()
+	}
+}
+
+// close drops every entry; each statement is closed once no caller uses
+// it. Later gets return nil: statements then run as they are.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	var all []*stmtEntry
+	for e := c.lru.next; e != &c.lru; e = e.next {
+		all = append(all, e)
+	}
+	for _, e := range all {
+		c.unlink(e)
+	}
+	c.mu.Unlock()
+	for _, e := range all {
+		e.release()
+	}
+}
+
+// len is the number of entries cached.
+func (c *stmtCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items)
+}
+
+// The recency list, under c.mu.
+
+func (c *stmtCache) pushFront(e *stmtEntry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	e.next.prev, c.lru.next = e, e
+	e.cached = true
+}
+
+func (c *stmtCache) touch(e *stmtEntry) {
+	if c.lru.next == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = &c.lru, c.lru.next
+	e.next.prev, c.lru.next = e, e
+}
+
+func (c *stmtCache) unlink(e *stmtEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	e.cached = false
+	delete(c.items, e.key)
+}
+
+// prepare prepares e's statement on its pool and makes it ready. A failed
+// preparation leaves the cache, so that the next caller tries again.
+func (e *stmtEntry) prepare(ctx context.Context) error {
+	st, err := e.key.db.PreparexContext(ctx, e.key.query)
+	if err != nil {
+		e.err = err
+		e.c.invalidate(e)
+		close(e.ready)
+		e.release()
+		return err
+	}
+	e.c.prepared.Add(1)
+	e.stmt = st
+	close(e.ready)
+	return nil
+}
+
+// wait waits until e is prepared, or ctx ends.
+func (e *stmtEntry) wait(ctx context.Context) error {
+	select {
+	case <-e.ready:
+		return e.err
+	default:
+	}
+	select {
+	case <-e.ready:
+		return e.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release lets go of a reference; the last one closes the statement.
+func (e *stmtEntry) release() {
+	if e.refs.Add(-1) == 0 && e.stmt != nil {
+		_ = e.stmt.Close()
+		e.c.dropped.Add(1)
+	}
+}
+
+// txStmts are the cached statements bound to one transaction
+// (Tx.StmtContext), by text, and the texts it ran unprepared because no
+// connection of its pool was free to prepare them on: it prepares those
+// once it has given its own connection back (SQLite's writer has one).
+type txStmts struct {
+	mu     sync.Mutex
+	byText map[string]txStmt
+	missed []string
+}
+
+type txStmt struct {
+	st *sqlx.Stmt
+	e  *stmtEntry // the cached statement it was bound from
+}
+
+func (t *txStmts) lookup(query string) (txStmt, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ts, ok := t.byText[query]
+	return ts, ok
+}
+
+func (t *txStmts) store(query string, ts txStmt) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byText == nil {
+		t.byText = make(map[string]txStmt)
+	}
+	t.byText[query] = ts
+}
+
+// forget drops the statement of query, which failed: the next use binds
+// it again. (Its Stmt is closed with the transaction.)
+func (t *txStmts) forget(query string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.byText, query)
+}
+
+func (t *txStmts) miss(query string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.missed) < maxMissed && !slices.Contains(t.missed, query) {
+		t.missed = append(t.missed, query)
+	}
+}
+
+func (t *txStmts) takeMissed() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.missed
+	t.missed = nil
+	return m
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// free reports whether db has an idle connection, or (orOpen) room to
+// open one: whether taking one now is unlikely to wait.
+func free(db *sqlx.DB, orOpen bool) bool {
+	st := db.Stats()
+	return st.Idle > 0 || orOpen && (st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections)
+}
+
+// prepareBounded is get, waiting for a connection at most the acquire
+// timeout: for preparations nothing waits on but a speed-up.
+func (m *Manager) prepareBounded(ctx context.Context, db *sqlx.DB, query string) *stmtEntry {
+	if d := m.cfg.acquireTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	e, _ := m.stmts.get(ctx, db, query) // on error the statement runs as it is, and says what is wrong
+	return e
+}
+
+// runPrepared runs op on the cached statement of query, for a statement
+// outside any scope: ran is false when it is to run as it is instead (the
+// Querier does not prepare, the cache is off or closed, the statement is
+// not preparable, or bounded and the pool has no connection to spare, see
+// poolQuerier). A statement the database says is gone or stale is dropped
+// from the cache and run once more, prepared anew.
+func (q *poolQuerier) runPrepared(ctx context.Context, query string, nargs int, bounded bool, op func(*sqlx.Stmt) error) (ran bool, err error) {
+	m := q.m
+	if !q.prep || m.stmts == nil || !preparable(query, nargs) {
+		return false, nil
+	}
+	if bounded && m.cfg.acquireTimeout > 0 && !free(q.db, true) {
+		return false, nil
+	}
+	for retried := false; ; retried = true {
+		e, err := m.stmts.get(ctx, q.db, query)
+		if e == nil {
+			return err != nil, err
+		}
+		err = op(e.stmt)
+		if err != nil && !retried && m.d.Classify(err).Has(dialect.Stale) {
+			m.stmts.invalidate(e)
+			e.release()
+			continue
+		}
+		e.release()
+		return true, err
+	}
+}
+
+// runPrepared runs op on the cached statement of query bound to the
+// scope's transaction: ran is false when it is to run as it is instead
+// (no transaction: database/sql binds a statement to a transaction, not to
+// a pinned connection). A statement the database says is gone or stale is
+// dropped from the cache; on MySQL it runs once more, prepared anew, in
+// the same transaction. On PostgreSQL the error has aborted the
+// transaction: it comes back as a staleError, which makes the owning scope
+// run the transaction again.
+func (q *scopeQuerier) runPrepared(ctx context.Context, query string, nargs int, op func(*sqlx.Stmt) error) (ran bool, err error) {
+	s := q.s
+	if !q.prep || s.tx == nil || s.m.stmts == nil || !preparable(query, nargs) {
+		return false, nil
+	}
+	for retried := false; ; retried = true {
+		ts, ok := s.txStmt(ctx, query)
+		if !ok {
+			return false, nil
+		}
+		err := op(ts.st)
+		c := s.m.d.Classify(err)
+		if err == nil || !c.Has(dialect.Stale) || retried {
+			return true, err
+		}
+		s.tx.stmts.forget(query)
+		s.m.stmts.invalidate(ts.e)
+		if c.Has(dialect.Aborting) {
+			return true, &staleError{err}
+		}
+	}
+}
+
+// txStmt returns the cached statement of query bound to the scope's
+// transaction. It prepares one on the pool only when the pool has an idle
+// connection: the transaction holds its own, and waiting for another (on
+// SQLite's single writer, for itself) could last until its ctx ends. A
+// text it could not prepare that way is prepared after the transaction.
+func (s *scope) txStmt(ctx context.Context, query string) (txStmt, bool) {
+	t := s.tx
+	if ts, ok := t.stmts.lookup(query); ok {
+		return ts, true
+	}
+	e, present := s.m.stmts.peek(s.pool, query)
+	if e == nil {
+		if present { // being prepared by another caller, which may need this very connection
+			return txStmt{}, false
+		}
+		if !free(s.pool, false) {
+			t.stmts.miss(query)
+			return txStmt{}, false
+		}
+		if e = s.m.prepareBounded(ctx, s.pool, query); e == nil {
+			return txStmt{}, false
+		}
+	}
+	ts := txStmt{st: t.tx.StmtxContext(ctx, e.stmt), e: e}
+	e.release() // the transaction's statement keeps what it needs of e's
+	t.stmts.store(query, ts)
+	return ts, true
+}
+
+// prepareMissed prepares, on the pool, the statements the transaction of
+// s ran as they were for want of a free connection; it runs once the
+// transaction has given its connection back.
+func (m *Manager) prepareMissed(ctx context.Context, s *scope) {
+	if s.tx == nil || m.stmts == nil {
+		return
+	}
+	for _, query := range s.tx.stmts.takeMissed() {
+		if ctx.Err() != nil || !free(s.pool, false) {
+			return
+		}
+		if e := m.prepareBounded(ctx, s.pool, query); e != nil {
+			e.release()
+		}
+	}
+}
+
+// staleError is the error of a cached statement that the database found
+// gone or stale, and that aborted its transaction (PostgreSQL). The
+// statement has left the cache: a transaction that fails with it is run
+// again (see txConfig.retryable) and prepares it anew.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
