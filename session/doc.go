@@ -49,7 +49,9 @@
 //   - Serialization failures, deadlocks, lock wait timeouts and SQLite busy
 //     errors are retried by the scope that owns the transaction (3 attempts
 //     with jittered backoff by default; Retry, NoRetry). A connection lost
-//     during COMMIT returns ErrAmbiguousCommit and is never retried.
+//     during COMMIT returns ErrAmbiguousCommit and is never retried; a
+//     read-only transaction has no outcome in doubt, so one whose
+//     connection was lost, on a statement or on COMMIT, is retried.
 //
 // Close refuses new scopes with ErrClosed and waits for those in flight
 // (scopes these open inside themselves may still start); when its ctx ends

@@ -180,6 +180,49 @@ func TestCloseWithAnEndedContextCancelsScopesInFlight(t *testing.T) {
 	})
 }
 
+// A scope still waiting for a connection when Close gives up is cut short
+// like the scopes that hold one, though the engine closes its pools at
+// once: it fails with ErrClosed and context.Canceled, not with the closed
+// pool's error.
+func TestCloseCutsAScopeWaitingForAConnection(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		const waiters = 8
+		cfg.MaxOpenConns = 1
+		ctx := testContext(t)
+		e, err := dbfx.Open(ctx, cfg)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		mustExec(t, e, "CREATE TABLE items (id INTEGER PRIMARY KEY, note VARCHAR(64) NOT NULL DEFAULT '')")
+		m := e.Sessions()
+		result := startBlockedTx(t, ctx, m, 1, nil) // holds the one connection until cancelled
+		waiting := make(chan error, waiters)
+		for i := range waiters {
+			go func() {
+				waiting <- m.Tx(ctx, func(ctx context.Context) error { return insert(ctx, m, 2+i) })
+			}()
+		}
+		for m.Stats().Waiting < waiters { // no event says they wait
+			if ctx.Err() != nil {
+				t.Fatal("the other scopes never waited for a connection")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		ended, cancel := context.WithCancel(ctx)
+		cancel()
+		wantErrIs(t, "Close", e.Close(ended), context.Canceled)
+		err = <-result
+		wantErrIs(t, "the scope in flight", err, session.ErrClosed)
+		wantErrIs(t, "the scope in flight", err, context.Canceled)
+		for range waiters {
+			err := <-waiting
+			wantErrIs(t, "a waiting scope", err, session.ErrClosed)
+			wantErrIs(t, "a waiting scope", err, context.Canceled)
+		}
+		fxtest.RequireNoLeaks(t, e)
+	})
+}
+
 // A plain scope (no transaction) in flight is waited for and cancelled by
 // Close like any other.
 func TestCloseCancelsAPlainScopeInFlight(t *testing.T) {

@@ -214,6 +214,17 @@ func (m *Manager) leave() {
 	m.mu.Unlock()
 }
 
+// closing returns errClosing for a scope that failed to take a connection
+// because Close gave up waiting: the pools it closes then fail their waiters
+// ("sql: database is closed") before the cancellation of the scopes'
+// contexts, which runs apart, has reached them.
+func (m *Manager) closing(err error) error {
+	if err != nil && m.kill.Err() != nil {
+		return errClosing
+	}
+	return err
+}
+
 // readPool is the pool of a read-only scope that begins a transaction:
 // SQLite's reader pool, a replica, or nil for the writer.
 func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
@@ -241,11 +252,15 @@ func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error
 	m.waiting.Add(1)
 	defer m.waiting.Add(-1)
 	if m.cfg.acquireTimeout <= 0 {
-		return pool.Connx(ctx)
+		c, err := pool.Connx(ctx)
+		return c, m.closing(err)
 	}
 	actx, cancel := context.WithTimeout(ctx, m.cfg.acquireTimeout)
 	c, err := pool.Connx(actx)
 	cancel()
+	if err != nil && m.kill.Err() != nil {
+		return nil, errClosing
+	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		m.timeouts.Add(1)
 		st := pool.Stats()

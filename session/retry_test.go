@@ -258,39 +258,47 @@ func TestSQLiteBusyIsRetried(t *testing.T) {
 	}
 }
 
+// killConn returns a function that kills, from the server side, the
+// connection of the scope whose Querier it is given, and returns once it is
+// gone; nil for an embedded database.
+func killConn(driverName string) func(ctx context.Context, e *dbfx.Engine, q session.Querier) error {
+	switch driverName {
+	case "postgres":
+		return func(ctx context.Context, e *dbfx.Engine, q session.Querier) error {
+			var pid int
+			if err := q.GetContext(ctx, &pid, "SELECT pg_backend_pid()"); err != nil {
+				return err
+			}
+			var ok bool // waits until the backend has gone
+			return e.DB().GetContext(ctx, &ok, "SELECT pg_terminate_backend($1, 10000)", pid)
+		}
+	case "mysql":
+		return func(ctx context.Context, e *dbfx.Engine, q session.Querier) error {
+			var id int64
+			if err := q.GetContext(ctx, &id, "SELECT CONNECTION_ID()"); err != nil {
+				return err
+			}
+			if _, err := e.DB().ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+				return err
+			}
+			for { // until the server has dropped it
+				var n int
+				if err := e.DB().GetContext(ctx, &n, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id); err != nil || n == 0 {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // The connection is lost before COMMIT: the outcome is unknown to the
 // client, which gets ErrAmbiguousCommit, and the transaction is not run
 // again (it may have committed).
 func TestConnectionLostAtCommitIsAmbiguous(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
-		var kill func(ctx context.Context, e *dbfx.Engine, q session.Querier) error
-		switch cfg.Driver {
-		case "postgres":
-			kill = func(ctx context.Context, e *dbfx.Engine, q session.Querier) error {
-				var pid int
-				if err := q.GetContext(ctx, &pid, "SELECT pg_backend_pid()"); err != nil {
-					return err
-				}
-				var ok bool // waits until the backend has gone
-				return e.DB().GetContext(ctx, &ok, "SELECT pg_terminate_backend($1, 10000)", pid)
-			}
-		case "mysql":
-			kill = func(ctx context.Context, e *dbfx.Engine, q session.Querier) error {
-				var id int64
-				if err := q.GetContext(ctx, &id, "SELECT CONNECTION_ID()"); err != nil {
-					return err
-				}
-				if _, err := e.DB().ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
-					return err
-				}
-				for { // until the server has dropped it
-					var n int
-					if err := e.DB().GetContext(ctx, &n, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id); err != nil || n == 0 {
-						return err
-					}
-				}
-			}
-		default:
+		kill := killConn(cfg.Driver)
+		if kill == nil {
 			t.Skip("an embedded database has no connection to lose")
 		}
 		e := openEngine(t, cfg)
@@ -311,6 +319,45 @@ func TestConnectionLostAtCommitIsAmbiguous(t *testing.T) {
 			t.Errorf("fn ran %d times, want 1", attempts)
 		}
 		wantIDs(t, e) // the server did roll it back
+		fxtest.RequireNoLeaks(t, e)
+	})
+}
+
+// A read-only transaction changed nothing: losing its connection during
+// COMMIT leaves no outcome in doubt. It is retried, like a read-only
+// transaction that lost its connection on a statement.
+func TestReadOnlyConnectionLostAtCommitIsRetried(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		kill := killConn(cfg.Driver)
+		if kill == nil {
+			t.Skip("an embedded database has no connection to lose")
+		}
+		e := openEngine(t, cfg)
+		m := e.Sessions()
+		attempts := 0
+		err := m.ReadOnly(testContext(t), func(ctx context.Context) error {
+			attempts++
+			var n int
+			if err := m.Q(ctx).GetContext(ctx, &n, "SELECT COUNT(*) FROM items"); err != nil {
+				return err
+			}
+			if attempts == 1 {
+				return kill(ctx, e, m.Q(ctx))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ReadOnly: %v, want a successful retry", err)
+		}
+		if attempts != 2 {
+			t.Errorf("fn ran %d times, want 2", attempts)
+		}
+		err = m.ReadOnly(testContext(t), func(ctx context.Context) error {
+			return kill(ctx, e, m.Q(ctx))
+		}, session.NoRetry())
+		if err == nil || errors.Is(err, session.ErrAmbiguousCommit) {
+			t.Errorf("ReadOnly without retry: %v, want the lost connection's error", err)
+		}
 		fxtest.RequireNoLeaks(t, e)
 	})
 }

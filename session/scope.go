@@ -468,7 +468,7 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 	cause := s.rollbackCause()
 	if fnErr == nil && cause == nil {
 		if err := s.commit(tx); err != nil {
-			return nil, s.m.commitError(ctx, err)
+			return nil, s.m.commitError(ctx, err, s.readOnly)
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -490,12 +490,18 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 }
 
 // commitError turns a COMMIT failure into what the caller needs to know.
-func (m *Manager) commitError(ctx context.Context, err error) error {
+// A read-only transaction changed nothing, so losing its connection during
+// COMMIT leaves no outcome in doubt: it is a lost connection like any
+// other, and the scope retries it as it retries a read-only transaction
+// that lost its connection on a statement.
+func (m *Manager) commitError(ctx context.Context, err error, readOnly bool) error {
 	if ctx.Err() != nil && (errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return context.Cause(ctx) // rolled back by database/sql before COMMIT was sent
 	}
 	c := m.d.Classify(err)
 	switch {
+	case c.Has(dialect.ConnLost) && readOnly:
+		return fmt.Errorf("session: commit of a read-only transaction: %w", err)
 	case c.Has(dialect.ConnLost):
 		return fmt.Errorf("%w: %w", ErrAmbiguousCommit, err)
 	case c.Has(dialect.Retryable):
