@@ -227,10 +227,13 @@ func (r *Repository[T, ID]) buildUpsert(cols []int) string {
 	return s.list(sets, ", ").str(" RETURNING " + strings.Join(st.cols, ", ")).String()
 }
 
-// query is a statement built from clauses, with its arguments.
+// query is a statement built from clauses, with its arguments. varies
+// says that its text changes with the values (an IN list's length, an
+// offset), not only with the shape of the clauses.
 type query struct {
 	sqlText
-	args []any
+	args   []any
+	varies bool
 }
 
 func (q *query) bind(v any) {
@@ -286,6 +289,9 @@ func (r *Repository[T, ID]) cond(q *query, c *Cond, depth int) error {
 	if c.op == opIn && len(c.values) == 0 {
 		q.str("1 = 0")
 		return nil
+	}
+	if c.op == opIn {
+		q.varies = true
 	}
 	q.str(r.sql.cols[i])
 	switch c.op {
@@ -421,6 +427,7 @@ func (r *Repository[T, ID]) writeLimit(q *query, limit, offset int) {
 	}
 	if offset >= 0 {
 		q.str(" OFFSET ").str(strconv.Itoa(offset))
+		q.varies = true
 	}
 }
 

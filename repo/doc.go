@@ -46,7 +46,8 @@
 //
 // # Scopes
 //
-// Every call takes its Querier from the context (Manager.Q), so a
+// Every call takes its Querier from the context (Manager.Prepared, or
+// Manager.Q for a statement whose text varies with its values), so a
 // repository joins the transaction, read-only or connection scope the
 // caller opened; outside any scope each statement runs on the pool.
 // InsertMany outside a transaction opens one of its own when it needs
@@ -74,6 +75,15 @@
 // unique key of the table. A unique violation is ErrDuplicate on every
 // database. InsertMany's multi-row statements stay within each database's
 // bind parameter limit (65,535 on PostgreSQL and MySQL, 32,766 on SQLite).
+//
+// Statements run as prepared statements of the Manager's statement cache
+// (see session.Manager.Prepared): prepared once per text, then one round
+// trip each on PostgreSQL and MySQL, no parsing on SQLite. So do those
+// built from clauses, whose text repeats with the shape of the clauses,
+// except when it varies with the values: an In list (its length) or an
+// Offset. InsertMany prepares the statement of a full chunk, and of a size
+// used twice in a row. With Config.StatementCache -1 everything is sent as
+// it is.
 //
 // Rows are scanned straight into the fields, whose offsets are computed
 // once by New: no reflection walks the struct per row.

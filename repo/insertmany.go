@@ -77,14 +77,17 @@ type chunkSQL struct {
 // size used, so that repeated calls of one size build no SQL.
 type chunkCache struct{ full, last atomic.Pointer[chunkSQL] }
 
-// insertSQL returns the INSERT of n rows.
-func (r *Repository[T, ID]) insertSQL(n int) string {
+// insertSQL returns the INSERT of n rows, and whether that is a size that
+// repeats: the full chunk, or the size of the previous call. Only those
+// are worth a prepared statement; batches of ever new sizes would churn
+// the statement cache.
+func (r *Repository[T, ID]) insertSQL(n int) (string, bool) {
 	slot := &r.chunks.last
 	if n == r.perChunk {
 		slot = &r.chunks.full
 	}
 	if c := slot.Load(); c != nil && c.rows == n {
-		return c.text
+		return c.text, true
 	}
 	k := len(r.writable)
 	s := sqlText{d: r.d}
@@ -101,18 +104,18 @@ func (r *Repository[T, ID]) insertSQL(n int) string {
 	}
 	text := string(s.b)
 	slot.Store(&chunkSQL{rows: n, text: text})
-	return text
+	return text, n == r.perChunk
 }
 
 // insertChunk inserts rows with one statement.
 func (r *Repository[T, ID]) insertChunk(ctx context.Context, rows []T) error {
-	text := r.insertSQL(len(rows))
+	text, repeated := r.insertSQL(len(rows))
 	args := make([]any, 0, len(rows)*len(r.writable))
 	for i := range rows {
 		args = r.appendArgs(args, addr(&rows[i]), r.writable)
 	}
 	pk := &r.e.cols[r.e.pk]
-	q := r.m.Q(ctx)
+	q := r.querier(ctx, repeated)
 	switch r.idBy {
 	case idReturning:
 		res, err := q.QueryContext(ctx, text, args...)

@@ -74,7 +74,7 @@ func (r *Repository[T, ID]) Page(ctx context.Context, p PageRequest, q ...Clause
 	}
 	r.writeOrder(b, order)
 	r.writeLimit(b, limit+1, -1) // one more row tells whether a next page exists
-	rows, err := r.m.Q(ctx).QueryContext(ctx, b.String(), b.args...)
+	rows, err := r.querier(ctx, !b.varies).QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return page, r.readErr("page through", err)
 	}

@@ -241,10 +241,21 @@ func (r *Repository[T, ID]) readErr(op string, err error) error {
 	return fmt.Errorf("repo: %s %s: %w", op, r.e.table, err)
 }
 
+// querier is the Querier of a statement in ctx: Prepared (a cached
+// prepared statement) for SQL built once, or whose text repeats from call
+// to call; Q for SQL whose text varies with the values (IN lists, offsets),
+// which would only churn the Manager's statement cache.
+func (r *Repository[T, ID]) querier(ctx context.Context, fixed bool) session.Querier {
+	if fixed {
+		return r.m.Prepared(ctx)
+	}
+	return r.m.Q(ctx)
+}
+
 // Get returns the row with primary key id, or ErrNotFound.
 func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (T, error) {
 	var v T
-	rows, err := r.m.Q(ctx).QueryContext(ctx, r.sql.get, id)
+	rows, err := r.m.Prepared(ctx).QueryContext(ctx, r.sql.get, id)
 	if err != nil {
 		return v, r.readErr("get from", err)
 	}
@@ -261,18 +272,18 @@ func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (T, error) {
 // Find returns the rows the clauses select, in primary key order unless
 // OrderBy says otherwise. No row is not an error: the slice is empty.
 func (r *Repository[T, ID]) Find(ctx context.Context, q ...Clause) ([]T, error) {
-	text, args, capacity := r.sql.findAll, []any(nil), 0
+	text, args, capacity, fixed := r.sql.findAll, []any(nil), 0, true
 	if len(q) > 0 {
 		b, sh, err := r.buildFind(q, -1)
 		if err != nil {
 			return nil, err
 		}
-		text, args = b.String(), b.args
+		text, args, fixed = b.String(), b.args, !b.varies
 		if sh.limit >= 0 {
 			capacity = min(sh.limit, 1024)
 		}
 	}
-	rows, err := r.m.Q(ctx).QueryContext(ctx, text, args...)
+	rows, err := r.querier(ctx, fixed).QueryContext(ctx, text, args...)
 	if err != nil {
 		return nil, r.readErr("find in", err)
 	}
@@ -291,7 +302,7 @@ func (r *Repository[T, ID]) First(ctx context.Context, q ...Clause) (T, error) {
 	if err != nil {
 		return v, err
 	}
-	rows, err := r.m.Q(ctx).QueryContext(ctx, b.String(), b.args...)
+	rows, err := r.querier(ctx, !b.varies).QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return v, r.readErr("first in", err)
 	}
@@ -313,7 +324,7 @@ func (r *Repository[T, ID]) Count(ctx context.Context, q ...Clause) (int64, erro
 		return 0, err
 	}
 	var n int64
-	rows, err := r.m.Q(ctx).QueryContext(ctx, b.String(), b.args...)
+	rows, err := r.querier(ctx, !b.varies).QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return 0, r.readErr("count", err)
 	}
@@ -341,7 +352,7 @@ func (r *Repository[T, ID]) Insert(ctx context.Context, v *T) error {
 
 func (r *Repository[T, ID]) insertRow(ctx context.Context, p unsafe.Pointer) error {
 	args := r.appendArgs(make([]any, 0, len(r.writable)), p, r.writable)
-	q := r.m.Q(ctx)
+	q := r.m.Prepared(ctx)
 	switch r.idBy {
 	case idReturning:
 		rows, err := q.QueryContext(ctx, r.sql.insert, args...)
@@ -403,7 +414,7 @@ func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
 	}
 	pk := &e.cols[e.pk]
 	id := pk.val(unsafe.Add(p, pk.offset))
-	q := r.m.Q(ctx)
+	q := r.m.Prepared(ctx)
 	if r.sql.update == "" { // nothing to write: only say whether the row exists
 		return r.exists(ctx, q, id, ErrNotFound)
 	}
@@ -460,7 +471,7 @@ func (r *Repository[T, ID]) exists(ctx context.Context, q session.Querier, id an
 // Delete removes the row with primary key id; ErrNotFound when there is
 // none.
 func (r *Repository[T, ID]) Delete(ctx context.Context, id ID) error {
-	res, err := r.m.Q(ctx).ExecContext(ctx, r.sql.del, id)
+	res, err := r.m.Prepared(ctx).ExecContext(ctx, r.sql.del, id)
 	if err != nil {
 		return r.writeErr("delete from", err)
 	}

@@ -34,7 +34,7 @@ func (r *Repository[T, ID]) Upsert(ctx context.Context, v *T) error {
 	text := r.sql.upsert[withPK]
 	args := r.appendArgs(make([]any, 0, len(cols)), p, cols)
 	if r.d != dialect.MySQL() {
-		rows, err := r.m.Q(ctx).QueryContext(ctx, text, args...)
+		rows, err := r.m.Prepared(ctx).QueryContext(ctx, text, args...)
 		if err != nil {
 			return r.writeErr("upsert into", err)
 		}
@@ -44,7 +44,7 @@ func (r *Repository[T, ID]) Upsert(ctx context.Context, v *T) error {
 		return nil
 	}
 	run := func(ctx context.Context) error {
-		q := r.m.Q(ctx)
+		q := r.m.Prepared(ctx)
 		res, err := q.ExecContext(ctx, text, args...)
 		if err != nil {
 			return r.writeErr("upsert into", err)
