@@ -17,6 +17,27 @@
 // flight are awaited until the stop context ends, and the pools close.
 // Named provides a further database under an Fx name tag.
 //
+// # MySQL: values written into the SQL
+//
+// Open sets the mysql driver's interpolateParams=true unless the DSN sets
+// it (false stays false) or names a character set whose multibyte
+// characters can hide a backslash (big5, cp932, gb2312, gbk, gb18030,
+// sjis). A statement with arguments that is not a cached prepared statement
+// (see session.Manager.Prepared) then takes one round trip: the driver
+// writes the values, escaped, into the SQL text outside strings and
+// comments, instead of a server-side prepare, execute and close (measured
+// 1.6-2x faster on MariaDB); a value it cannot write falls back to the
+// prepare. Every parameter type is stored as a prepared statement stores
+// it (TestMySQLInterpolatedValues checks integers, unsigned, floats, bools,
+// strings with quotes, backslashes and NUL, bytes, times, decimals, JSON,
+// NULL, Valuers). What changes is the protocol of the result, text instead
+// of binary, as for a statement without arguments: the driver gives the same
+// Go values, except an unsigned BIGINT scanned into an any (uint64 instead
+// of int64) and a FLOAT column, parsed from the server's six significant
+// digits instead of its exact single-precision value. An expression over
+// a parameter (SELECT ? + 1) takes its type from the written literal: a
+// float64 written without an exponent (0.1) is a DECIMAL there.
+//
 // Configuration errors name every bad field (ErrConfig), connection
 // failures name the engine, driver and host (ErrConnect), and no error,
 // log line or health report ever carries a DSN password.

@@ -114,12 +114,37 @@ func resolveMySQL(dsn string, c Config) (*resolved, error) {
 		}
 	}
 	mc.ParseTime, mc.ClientFoundRows = true, true
+	// A statement with arguments sent as it is takes one round trip instead
+	// of a server-side prepare, execute and close: the driver writes the
+	// values into the SQL text (escaped, outside strings and comments) and
+	// falls back to a prepare for a value it cannot write. Only where the
+	// DSN says nothing (false stays false), and never with a character set
+	// that can hide a backslash in a multibyte character (see the session
+	// package documentation for what it changes).
+	if !strings.Contains(dsn, "interpolateParams=") && interpolationSafe(dsn, mc) {
+		mc.InterpolateParams = true
+	}
 	if mc.Timeout == 0 {
 		mc.Timeout = c.ConnectTimeout
 	}
 	r := &resolved{writer: mc.FormatDSN(), password: mc.Passwd, host: mc.Addr + "/" + mc.DBName, mysql: mc}
 	r.tlsOff = mc.Net != "unix" && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
 	return r, nil
+}
+
+// interpolationSafe reports whether the mysql driver may write values into
+// SQL text on connections of dsn: not when its character set or collation
+// (a charset or collation parameter, or a system variable set in the DSN)
+// is one whose multibyte characters may end in the byte of a backslash,
+// which escaping cannot tell apart.
+func interpolationSafe(dsn string, mc *mysql.Config) bool {
+	params := strings.ToLower(mc.Collation + " " + dsn[strings.LastIndex(dsn, "/")+1:])
+	for _, cs := range []string{"big5", "cp932", "gb2312", "gbk", "gb18030", "sjis"} {
+		if strings.Contains(params, cs) {
+			return false
+		}
+	}
+	return true
 }
 
 // mysqlURLToDSN turns mysql://user:pass@host:port/db?params into the

@@ -53,7 +53,22 @@
 //     read-only transaction has no outcome in doubt, so one whose
 //     connection was lost, on a statement or on COMMIT, is retried.
 //
+// # Prepared statements
+//
+// Prepared(ctx) is Q(ctx) for SQL whose text is fixed (repositories use
+// it): a statement with arguments runs as a prepared statement kept in the
+// Manager's bounded statement cache (WithStatementCache; WithPreparedQueries
+// makes Q do the same), which saves a round trip on PostgreSQL and MySQL
+// and the parsing on SQLite. Outside scopes the statement is prepared on
+// the pool (database/sql prepares it on each connection that runs it); in
+// a transaction it is bound to the transaction's connection; in a Conn
+// scope without a transaction it is sent as it is. A statement the
+// database says is gone or stale after a DDL is prepared again, and, on
+// PostgreSQL where the error aborts the transaction, the transaction is
+// run again. Turn the cache off behind PgBouncer in transaction mode.
+//
 // Close refuses new scopes with ErrClosed and waits for those in flight
 // (scopes these open inside themselves may still start); when its ctx ends
-// first it cancels them, and they roll back.
+// first it cancels them, and they roll back. Then it closes the cached
+// prepared statements.
 package session
