@@ -119,8 +119,8 @@ func resolveMySQL(dsn string, c Config) (*resolved, error) {
 	// values into the SQL text (escaped, outside strings and comments) and
 	// falls back to a prepare for a value it cannot write. Only where the
 	// DSN says nothing (false stays false), and never with a character set
-	// that can hide a backslash in a multibyte character (see the session
-	// package documentation for what it changes).
+	// that can hide a backslash in a multibyte character (the package
+	// documentation says what it changes).
 	if !strings.Contains(dsn, "interpolateParams=") && interpolationSafe(dsn, mc) {
 		mc.InterpolateParams = true
 	}
