@@ -1,0 +1,44 @@
+// Package faults is enginekit's fault suite. It has no code of its own:
+// its tests run enginekit against real database servers while those
+// servers restart, crash, stop, lose connections or run out of them, and
+// check what an application needs to rely on:
+//
+//   - a server restarted or crashed under 32 writers: the pool recovers
+//     without restarting the application, no transaction reported
+//     committed is missing, none that failed (other than with
+//     session.ErrAmbiguousCommit) is present, and nothing is half
+//     committed;
+//   - connections killed from the server side (pg_terminate_backend,
+//     MariaDB KILL) between statements, during one or before COMMIT: a
+//     clear error, or a successful retry of a read-only scope, never a
+//     hang nor a partial commit;
+//   - the database down when the application starts: the start fails
+//     within ConnectTimeout with dbfx.ErrConnect, or succeeds when the
+//     database comes up within it;
+//   - read replicas: read-only scopes are served by the replica, writes
+//     and SERIALIZABLE reads by the primary; a stopped replica's reads fall
+//     back to the primary within about one HealthInterval and come back to
+//     it once it is up; Health reports it and its lag;
+//   - an application stopped under load, with time enough to let its
+//     scopes finish and without: each scope commits or fails with
+//     session.ErrClosed or a ctx error, none is cut mid-commit, the pools
+//     close, no goroutine is left;
+//   - a pool of 10 under 500 goroutines: those that wait longer than
+//     AcquireTimeout fail quickly with session.ErrAcquireTimeout, the rest
+//     succeed.
+//
+// Every test checks for connections or scopes left over
+// (fxtest.RequireNoLeaks) and goroutines left over (goleak), and logs its
+// outcome as one line:
+//
+//	FAULT-TABLE | fault | attempted=N | committed=N | failed=N(class:n, ...) | ambiguous=N | lost=0 | ...
+//
+// The servers are the private ones of scripts/faultdb, never the shared
+// servers the other tests use, since the tests stop and restart them:
+//
+//	scripts/faultdb run "$(mktemp -d)" -- go test -race -count=1 -v ./internal/faults/
+//
+// Without ENGINEKIT_FAULT_DIR (set by faultdb) every test skips, unless
+// ENGINEKIT_TEST_REQUIRE names "faults": then they fail. The tests run one
+// after the other, never in parallel, and leave every server up.
+package faults
