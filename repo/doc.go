@@ -82,7 +82,8 @@
 // built from clauses, whose text repeats with the shape of the clauses,
 // except when it varies with the values: an In list (its length) or an
 // Offset. InsertMany prepares the statement of a full chunk, and of a size
-// used twice in a row. With Config.StatementCache -1 everything is sent as
+// used twice in a row (not on SQLite, where a big cached statement slows
+// the others on its connection). With Config.StatementCache -1 everything is sent as
 // it is.
 //
 // Rows are scanned straight into the fields, whose offsets are computed

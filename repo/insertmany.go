@@ -115,7 +115,11 @@ func (r *Repository[T, ID]) insertChunk(ctx context.Context, rows []T) error {
 		args = r.appendArgs(args, addr(&rows[i]), r.writable)
 	}
 	pk := &r.e.cols[r.e.pk]
-	q := r.querier(ctx, repeated)
+	// On SQLite a cached multi-row INSERT saves no round trip, little
+	// parsing next to its rows' work, and holds memory of its connection
+	// (lookaside) that its other statements then miss: measured 15% slower
+	// plain statements while a 1000-row INSERT stayed prepared.
+	q := r.querier(ctx, repeated && r.d != dialect.SQLite())
 	switch r.idBy {
 	case idReturning:
 		res, err := q.QueryContext(ctx, text, args...)
