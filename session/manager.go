@@ -99,7 +99,11 @@ func (m *Manager) Q(ctx context.Context) Querier {
 // it while concurrent ones wait for it; database/sql prepares it again, as
 // needed, on each connection that runs it.
 //
-// Outside any scope it runs on the pool. In a transaction it is bound to
+// Outside any scope it runs on the pool. database/sql takes the connection
+// of a prepared statement itself, so with an acquire timeout Exec, Get and
+// Select run prepared while the pool has a connection free or room to open
+// one, and otherwise wait for a connection under the timeout and run the
+// statement as it is. In a transaction it is bound to
 // the transaction's connection (Tx.StmtContext), so it sees the
 // transaction's writes. In a Conn scope without a transaction, statements
 // are sent as they are: database/sql binds prepared statements to
