@@ -2,10 +2,8 @@ package faults_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -164,7 +162,7 @@ func serverOf(driverName string) string {
 // it down.
 func (s servers) database(t *testing.T, driverName string) string {
 	t.Helper()
-	name := dbName(t)
+	name := testdb.Name(t)
 	var admin, dsn, create, drop string
 	switch driverName {
 	case "postgres":
@@ -229,24 +227,6 @@ func pgDatabaseName(t *testing.T, dsn string) string {
 	return strings.TrimPrefix(u.Path, "/")
 }
 
-// dbName is a database name unique to the test.
-func dbName(t *testing.T) string {
-	var b strings.Builder
-	b.WriteString("ekf_")
-	for _, r := range strings.ToLower(t.Name()) {
-		if b.Len() >= 40 {
-			break
-		}
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	return b.String() + "_" + hex.EncodeToString(rnd[:])
-}
 
 // direct opens a plain database/sql pool on dsn, apart from any engine:
 // for setup, for killing connections, and to read what was committed.

@@ -55,7 +55,7 @@ func Postgres(tb testing.TB) string {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		tb.Fatalf("%s must be a postgres:// URL", EnvPostgres)
 	}
-	name := dbName(tb)
+	name := Name(tb)
 	create(tb, "postgres", admin, `CREATE DATABASE "`+name+`"`, `DROP DATABASE IF EXISTS "`+name+`" WITH (FORCE)`)
 	u.Path = "/" + name
 	return u.String()
@@ -69,7 +69,7 @@ func MySQL(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("%s: %v", EnvMySQL, err)
 	}
-	name := dbName(tb)
+	name := Name(tb)
 	create(tb, "mysql", admin, "CREATE DATABASE `"+name+"`", "DROP DATABASE IF EXISTS `"+name+"`")
 	cfg.DBName = name
 	return cfg.FormatDSN()
@@ -115,8 +115,8 @@ func create(tb testing.TB, driverName, admin, createSQL, dropSQL string) {
 	})
 }
 
-// dbName makes a database name that is unique and says which test made it.
-func dbName(tb testing.TB) string {
+// Name makes a database name that is unique and says which test made it.
+func Name(tb testing.TB) string {
 	var b strings.Builder
 	b.WriteString("ek_")
 	for _, r := range strings.ToLower(tb.Name()) {
