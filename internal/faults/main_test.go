@@ -227,7 +227,6 @@ func pgDatabaseName(t *testing.T, dsn string) string {
 	return strings.TrimPrefix(u.Path, "/")
 }
 
-
 // direct opens a plain database/sql pool on dsn, apart from any engine:
 // for setup, for killing connections, and to read what was committed.
 func direct(t *testing.T, driverName, dsn string) *sql.DB {
