@@ -222,11 +222,17 @@ func (m *Manager) leave() {
 // because Close gave up waiting: the pools it closes then fail their waiters
 // ("sql: database is closed") before the cancellation of the scopes'
 // contexts, which runs apart, has reached them.
-func (m *Manager) closing(err error) error {
-	if err != nil && m.kill.Err() != nil {
-		return errClosing
+// cutShort gives up a connection that arrived after Close gave up waiting:
+// the scope that waited for it must not run (Close cancels its ctx, but the
+// cancellation may arrive after the connection).
+func (m *Manager) cutShort(c *sqlx.Conn, err error) (*sqlx.Conn, error) {
+	if m.kill.Err() == nil {
+		return c, err
 	}
-	return err
+	if c != nil {
+		_ = c.Close()
+	}
+	return nil, errClosing
 }
 
 // readPool is the pool of a read-only scope that begins a transaction:
@@ -257,13 +263,13 @@ func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error
 	defer m.waiting.Add(-1)
 	if m.cfg.acquireTimeout <= 0 {
 		c, err := pool.Connx(ctx)
-		return c, m.closing(err)
+		return m.cutShort(c, err)
 	}
 	actx, cancel := context.WithTimeout(ctx, m.cfg.acquireTimeout)
 	c, err := pool.Connx(actx)
 	cancel()
-	if err != nil && m.kill.Err() != nil {
-		return nil, errClosing
+	if c, err = m.cutShort(c, err); errors.Is(err, errClosing) {
+		return nil, err
 	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		m.timeouts.Add(1)
