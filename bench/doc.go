@@ -46,7 +46,7 @@
 //
 // PostgreSQL and MySQL: one pool of 8 connections (MaxOpenConns 8,
 // MaxIdleConns 8, ConnMaxLifetime 30m, ConnMaxIdleTime 5m) for every
-// variant. MySQL DSNs carry parseTime=true, clientFoundRows=true and
+// variant. MySQL DSNs carry parseTime=true, clientFoundRows=true, interpolateParams=true and
 // timeout=10s for every variant, as dbfx adds them.
 //
 // SQLite (a file in a temporary directory): every variant gets what enginekit

@@ -91,6 +91,7 @@ func newTarget(b *testing.B, driver string) target {
 			b.Fatal(err)
 		}
 		cfg.ParseTime, cfg.ClientFoundRows, cfg.Timeout = true, true, 10*time.Second
+		cfg.InterpolateParams = true // as dbfx sets it: every variant gets the same DSN
 		return target{driver: driver, dsn: cfg.FormatDSN()}
 	}
 	path := testdb.SQLite(b)
