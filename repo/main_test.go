@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -166,9 +165,3 @@ func sameUser(a, b User) bool {
 func ptr[T any](v T) *T { return &v }
 
 var errRollback = errors.New("roll back, please")
-
-func sorted(ids []int64) []int64 {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return out
-}

@@ -199,7 +199,7 @@ func (r *Repository[T, ID]) scanOne(rows *sql.Rows, v *T) (bool, error) {
 		return false, rows.Err()
 	}
 	var buf [16]any
-	dst := buf[:0]
+	var dst []any
 	if n := len(r.e.cols); n <= len(buf) {
 		dst = buf[:n]
 	} else {
