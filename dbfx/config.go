@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/drv"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -25,7 +28,7 @@ var (
 // default; the pool fields map SQLAlchemy's pool settings onto database/sql.
 type Config struct {
 	Name            string        // engine name, default "primary"; labels metrics, names Fx values
-	Driver          string        // "postgres", "pgx", "mysql" or "sqlite3"; inferred from DSN when empty
+	Driver          string        // "postgres", "mysql" or "sqlite3"; inferred from the DSN among the drivers given when empty
 	DSN             string        // postgres://..., mysql DSN or mysql://..., file path / file: URI / :memory:
 	Replicas        []string      // read-only DSNs: read-only scopes go to a healthy one (round robin), else the primary
 	MaxOpenConns    int           // pool_size + max_overflow; default 15
@@ -58,9 +61,6 @@ const (
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name = DefaultName
-	}
-	if c.Driver == "" {
-		c.Driver = inferDriver(c.DSN)
 	}
 	if c.MaxOpenConns == 0 {
 		c.MaxOpenConns = DefaultMaxOpenConns
@@ -122,13 +122,24 @@ var validName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 // Validate reports every invalid field in one error that matches
 // ErrConfig. Fields left zero are valid: they take their defaults.
 // No message quotes a DSN, so none can leak a password.
-func (c Config) Validate() error {
-	_, err := c.resolve()
+//
+// Given the drivers the engine will have, it checks the DSNs as Open
+// does: the driver each needs is among them, and each parses. Without
+// drivers it checks every other field and that the DSNs are of a form
+// enginekit knows.
+func (c Config) Validate(ds ...Driver) error {
+	var given drivers
+	for _, d := range ds {
+		given = given.add(d)
+	}
+	_, err := c.resolve(given, drv.Options{ConnectTimeout: c.withDefaults().ConnectTimeout}, len(ds) > 0)
 	return err
 }
 
-// resolve validates c (after defaults) and works out the DSNs to open.
-func (c Config) resolve() (*resolved, error) {
+// resolve validates c (after defaults) and works out the DSNs to open
+// with the drivers ds. Without open, a DSN whose driver is not in ds is
+// not an error: it is checked when the engine opens.
+func (c Config) resolve(ds drivers, o drv.Options, open bool) (*resolved, error) {
 	c = c.withDefaults()
 	var bad []FieldError
 	add := func(field, format string, args ...any) {
@@ -138,37 +149,44 @@ func (c Config) resolve() (*resolved, error) {
 		add("Name", "%q must start with a letter and hold only letters, digits, '_' and '-'", c.Name)
 	}
 	var r *resolved
-	switch {
-	case c.DSN == "":
+	var d *drv.Driver
+	if c.DSN == "" {
 		add("DSN", "is empty")
-	case c.Driver == "postgres" || c.Driver == "pgx" || c.Driver == "mysql" || c.Driver == "sqlite3":
-		var err error
-		if r, err = resolveDSN(c); err != nil {
-			add("DSN", "%v", err)
+	} else {
+		var field, why string
+		var missing bool
+		if d, field, why, missing = ds.pick(c.Driver, c.DSN); d != nil {
+			c.Driver = d.Name
+			t, err := d.Resolve(c.DSN, o)
+			if err != nil {
+				add("DSN", "%v", err)
+			} else {
+				r = &resolved{drv: d, Target: t}
+			}
+		} else if open || !missing {
+			add(field, "%s", why)
 		}
-	default:
-		add("Driver", "%q is not supported (want postgres, pgx, mysql or sqlite3)", c.Driver)
 	}
 	var replicas []*resolved
 	for i, dsn := range c.Replicas {
 		field := fmt.Sprintf("Replicas[%d]", i)
-		rc := c
-		rc.DSN = dsn
-		switch d := inferDriver(dsn); {
-		case c.Driver == "sqlite3":
-			add(field, "read replicas need postgres or mysql")
+		switch fam := familyOf(dsn); {
 		case dsn == "":
 			add(field, "is empty")
-		case d != c.Driver && !(d == "postgres" && c.Driver == "pgx"):
-			add(field, "looks like a %s DSN, but the engine's driver is %s", d, c.Driver)
+		case d == nil:
+		case d.SQL.Family() == dialect.SQLite:
+			add(field, "read replicas need postgres or mysql")
+		case fam != d.Name:
+			add(field, "looks like a %s DSN, but the engine's driver is %s", fam, d.Name)
 		default:
-			rr, err := resolveDSN(rc)
+			t, err := d.Resolve(dsn, o)
 			if err != nil {
 				add(field, "%v", err)
 				continue
 			}
-			rr.cfg = rc
-			replicas = append(replicas, rr)
+			rc := c
+			rc.DSN = dsn
+			replicas = append(replicas, &resolved{cfg: rc, drv: d, Target: t})
 		}
 	}
 	// Fields whose feature has not landed are refused rather than ignored.
@@ -208,6 +226,9 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if len(bad) > 0 {
 		return nil, &ConfigError{Engine: c.Name, Fields: bad}
+	}
+	if r == nil {
+		return nil, nil // valid as far as it can be checked without its driver
 	}
 	r.cfg = c
 	r.replicas = replicas

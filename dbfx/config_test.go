@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/fxtest"
 )
 
 func TestValidateNamesEachBadField(t *testing.T) {
@@ -44,14 +45,14 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"sqlite query only", func(c *dbfx.Config) { c.DSN = "app.db?_query_only=1" }, "_query_only"},
 		{"sqlite journal", func(c *dbfx.Config) { c.DSN = "app.db?_journal_mode=DELETE" }, "_journal_mode"},
 	}
-	if err := good.Validate(); err != nil {
+	if err := good.Validate(fxtest.Drivers()...); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := good
 			tt.give(&c)
-			err := c.Validate()
+			err := c.Validate(fxtest.Drivers()...)
 			if !errors.Is(err, dbfx.ErrConfig) {
 				t.Fatalf("Validate = %v, want ErrConfig", err)
 			}
@@ -64,7 +65,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 }
 
 func TestValidateReportsEveryFieldAtOnce(t *testing.T) {
-	err := dbfx.Config{Driver: "oracle", DSN: "x", MaxOpenConns: -1, AcquireTimeout: -1}.Validate()
+	err := dbfx.Config{Driver: "oracle", DSN: "x", MaxOpenConns: -1, AcquireTimeout: -1}.Validate(fxtest.Drivers()...)
 	for _, f := range []string{"Driver:", "MaxOpenConns:", "AcquireTimeout:"} {
 		if err == nil || !strings.Contains(err.Error(), f) {
 			t.Errorf("%v does not name %s", err, f)
@@ -78,7 +79,7 @@ func TestValidateReportsEveryFieldAtOnce(t *testing.T) {
 
 func TestValidateStatementCache(t *testing.T) {
 	for _, n := range []int{-1, 0, 1, 256, 10000} {
-		if err := (dbfx.Config{DSN: "app.db", StatementCache: n}).Validate(); err != nil {
+		if err := (dbfx.Config{DSN: "app.db", StatementCache: n}).Validate(fxtest.Drivers()...); err != nil {
 			t.Errorf("StatementCache %d: %v", n, err)
 		}
 	}
@@ -101,7 +102,7 @@ func TestDriverInferredFromDSN(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
-			if got := dbfx.InferDriver(tt.give); got != tt.want {
+			if got := dbfx.FamilyOf(tt.give); got != tt.want {
 				t.Fatalf("driver of %q = %s, want %s", tt.give, got, tt.want)
 			}
 		})

@@ -11,13 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 	"go.uber.org/zap"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/drv"
 	"github.com/enginekit/enginekit/monitor"
 	"github.com/enginekit/enginekit/session"
 )
@@ -26,6 +24,7 @@ import (
 type Option func(*options)
 
 type options struct {
+	drivers    drivers
 	log        *zap.Logger
 	mon        monitor.Monitor
 	migrations fs.FS
@@ -92,44 +91,45 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Engine, error) {
 
 // newEngine builds an engine without touching the database.
 func newEngine(cfg Config, opts ...Option) (*Engine, error) {
-	r, err := cfg.resolve()
-	if err != nil {
-		return nil, err
-	}
 	o := options{log: zap.NewNop()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := r.cfg
-	e := &Engine{r: r, log: o.log.With(zap.String("engine", c.Name)), closed: make(chan struct{}), migrations: o.migrations}
-	driverName := c.Driver
-	if r.mysql != nil {
-		// The driver's own log lines go to the engine's logger, not stderr.
-		r.mysql.Logger = mysqlLogger{e.log}
+	name := cfg.Name
+	if name == "" {
+		name = DefaultName
 	}
+	log := o.log.With(zap.String("engine", name))
+	r, err := cfg.resolve(o.drivers, drv.Options{ConnectTimeout: cfg.withDefaults().ConnectTimeout, Log: log}, true)
+	if err != nil {
+		return nil, err
+	}
+	c := r.cfg
+	e := &Engine{r: r, log: log, closed: make(chan struct{}), migrations: o.migrations}
+	sqlite := r.drv.SQL.Family() == dialect.SQLite
 	// Each connection of a pool with a lifetime expires at its own time
 	// (monitor.ConnectorOptions.MaxLifetime). The SQLite writer has none:
 	// its one connection may be the whole database.
 	watch := monitor.ConnectorOptions{DB: c.Name, Monitor: o.mon, SlowQuery: c.SlowQuery,
 		LeakThreshold: c.LeakThreshold, MaxLifetime: c.ConnMaxLifetime}
 	writerWatch := watch
-	if driverName == "sqlite3" {
+	if sqlite {
 		writerWatch.MaxLifetime = 0
 	}
-	if e.db, err = e.open(r, r.writer, writerWatch); err != nil {
+	if e.db, err = e.open(r.Writer, writerWatch); err != nil {
 		return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
 	}
 	switch {
-	case r.memory:
+	case r.Memory:
 		// One connection is the whole database: keep it open for ever.
 		e.db.SetMaxOpenConns(1)
 		e.db.SetMaxIdleConns(1)
-	case driverName == "sqlite3":
+	case sqlite:
 		// One writer, so writes queue in the pool rather than fail busy.
 		e.db.SetMaxOpenConns(1)
 		e.db.SetMaxIdleConns(1)
 		e.db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
-		if e.reader, err = e.open(r, r.reader, watch); err != nil {
+		if e.reader, err = e.open(r.Reader, watch); err != nil {
 			_ = e.closePools()
 			return nil, fmt.Errorf("dbfx: engine %q: %s", c.Name, r.redact(err.Error()))
 		}
@@ -137,17 +137,17 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	default:
 		setPool(e.db.DB, c)
 	}
-	if !r.memory {
-		dsn := r.writer
-		if e.reader != nil {
-			dsn = r.reader
+	if !r.Memory {
+		connect := r.Writer
+		if r.Reader != nil {
+			connect = r.Reader
 		}
-		conn, _ := r.connector(dsn) // it accepted this DSN above
+		conn, _ := connect() // it opened a pool above
 		e.health = sql.OpenDB(conn)
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
-	sopts := []session.Option{session.WithAcquireTimeout(c.AcquireTimeout), session.WithStatementCache(c.StatementCache)}
+	sopts := []session.Option{session.WithDriver(r.drv), session.WithAcquireTimeout(c.AcquireTimeout), session.WithStatementCache(c.StatementCache)}
 	if o.prepareQ {
 		sopts = append(sopts, session.WithPreparedQueries())
 	}
@@ -174,11 +174,11 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
-// open opens a pool on dsn through a connector that observes it per w
-// (the driver's own when w asks for nothing). sqlx keeps the real driver
-// name, on which its placeholders depend.
-func (e *Engine) open(r *resolved, dsn string, w monitor.ConnectorOptions) (*sqlx.DB, error) {
-	conn, err := r.connector(dsn)
+// open opens a pool on the connector connect returns, through a wrapper
+// that observes it per w (the driver's own when w asks for nothing). sqlx
+// keeps the real driver name, on which its placeholders depend.
+func (e *Engine) open(connect func() (driver.Connector, error), w monitor.ConnectorOptions) (*sqlx.DB, error) {
+	conn, err := connect()
 	if err != nil {
 		return nil, err
 	}
@@ -187,25 +187,6 @@ func (e *Engine) open(r *resolved, dsn string, w monitor.ConnectorOptions) (*sql
 		e.wrapped = append(e.wrapped, wc)
 	}
 	return sqlx.NewDb(sql.OpenDB(conn), e.r.cfg.Driver), nil
-}
-
-// connector returns the driver's connector for dsn.
-func (r *resolved) connector(dsn string) (driver.Connector, error) {
-	switch r.cfg.Driver {
-	case "mysql":
-		return mysql.NewConnector(r.mysql)
-	case "postgres":
-		return pq.NewConnector(dsn)
-	case "sqlite3":
-		return monitor.DSNConnector(&sqlite3.SQLiteDriver{}, dsn)
-	}
-	// pgx, registered by the application: its driver's own connector.
-	db, err := sql.Open(r.cfg.Driver, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	return monitor.DSNConnector(db.Driver(), dsn)
 }
 
 func setPool(db *sql.DB, c Config) {
@@ -218,7 +199,7 @@ func setPool(db *sql.DB, c Config) {
 // Name is the engine's name.
 func (e *Engine) Name() string { return e.r.cfg.Name }
 
-// Driver is the database/sql driver name: postgres, pgx, mysql or sqlite3.
+// Driver is the name of the engine's driver: postgres, mysql or sqlite3.
 func (e *Engine) Driver() string { return e.r.cfg.Driver }
 
 // DB is the primary (writer) pool. Statements sent through it directly
@@ -230,7 +211,7 @@ func (e *Engine) Sessions() *session.Manager { return e.sessions }
 
 // describe names the engine, driver and host for messages.
 func (e *Engine) describe() string {
-	return fmt.Sprintf("engine %q (%s at %s)", e.Name(), e.Driver(), e.r.host)
+	return fmt.Sprintf("engine %q (%s at %s)", e.Name(), e.Driver(), e.r.Host)
 }
 
 // start waits until every pool answers a ping, at most ConnectTimeout. When
@@ -260,13 +241,13 @@ func (e *Engine) connect(ctx context.Context) error {
 	if e.health != nil {
 		pools = append(pools, e.health)
 	}
-	if e.r.tlsOff && !loopback(e.r.host) {
+	if e.r.TLSOff && !loopback(e.r.Host) {
 		e.log.Warn("database connection is not encrypted: enable TLS in the DSN",
-			zap.String("driver", e.Driver()), zap.String("host", e.r.host))
+			zap.String("driver", e.Driver()), zap.String("host", e.r.Host))
 	}
 	begun := time.Now()
 	for _, db := range pools {
-		if err := ping(ctx, db); err != nil {
+		if err := ping(ctx, db, e.r.drv); err != nil {
 			var msg string
 			if ctx.Err() != nil {
 				msg = fmt.Sprintf("%s did not answer within %s: %v", e.describe(), timeout, err)
@@ -283,7 +264,7 @@ func (e *Engine) connect(ctx context.Context) error {
 		e.replicas.checkAll(ctx, min(timeout, 5*time.Second))
 		e.replicas.start()
 	}
-	e.log.Info("engine started", zap.String("driver", e.Driver()), zap.String("host", e.r.host),
+	e.log.Info("engine started", zap.String("driver", e.Driver()), zap.String("host", e.r.Host),
 		zap.Duration("took", time.Since(begun)))
 	return nil
 }
@@ -292,12 +273,12 @@ func (e *Engine) connect(ctx context.Context) error {
 func (e *Engine) openReplicas(watch monitor.ConnectorOptions) error {
 	e.replicas = &replicaSet{log: e.log, driver: e.Driver(), interval: e.r.cfg.HealthInterval}
 	for _, rr := range e.r.replicas {
-		db, err := e.open(rr, rr.writer, watch)
+		db, err := e.open(rr.Writer, watch)
 		if err != nil {
-			return fmt.Errorf("dbfx: engine %q: replica %s: %s", e.Name(), rr.host, rr.redact(err.Error()))
+			return fmt.Errorf("dbfx: engine %q: replica %s: %s", e.Name(), rr.Host, rr.redact(err.Error()))
 		}
 		setPool(db.DB, e.r.cfg)
-		conn, _ := rr.connector(rr.writer) // it accepted this DSN above
+		conn, _ := rr.Writer() // it opened a pool above
 		health := sql.OpenDB(conn)
 		health.SetMaxOpenConns(1)
 		health.SetMaxIdleConns(1)
@@ -308,11 +289,11 @@ func (e *Engine) openReplicas(watch monitor.ConnectorOptions) error {
 
 // ping retries until the database answers, ctx ends, or it refuses us for
 // a reason that waiting cannot cure (bad password, unknown database).
-func ping(ctx context.Context, db *sql.DB) error {
+func ping(ctx context.Context, db *sql.DB, d *drv.Driver) error {
 	delay := 25 * time.Millisecond
 	for {
 		err := db.PingContext(ctx)
-		if err == nil || permanent(err) {
+		if err == nil || permanent(d, err) {
 			return err
 		}
 		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
@@ -327,16 +308,13 @@ func ping(ctx context.Context, db *sql.DB) error {
 }
 
 // permanent reports a connection error that retrying will not cure.
-func permanent(err error) bool {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return true // the server answered: access denied, unknown database...
+func permanent(d *drv.Driver, err error) bool {
+	if d.Permanent != nil {
+		if p, known := d.Permanent(err); known {
+			return p
+		}
 	}
-	var pe interface{ SQLState() string }
-	if errors.As(err, &pe) {
-		return pe.SQLState() != "57P03" // all but "the database system is starting up"
-	}
-	c := dialect.ClassifyAny(err) // SQLite busy while another process opens the file: wait
+	c := d.SQL.Classify(err) // SQLite busy while another process opens the file: wait
 	return !c.Has(dialect.ConnLost) && !c.Has(dialect.Retryable) &&
 		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
@@ -383,9 +361,3 @@ func (e *Engine) closePools() error {
 	}
 	return errors.Join(errs...)
 }
-
-// mysqlLogger passes the mysql driver's log lines to zap at debug level:
-// they report connections the pool then replaces.
-type mysqlLogger struct{ l *zap.Logger }
-
-func (m mysqlLogger) Print(v ...any) { m.l.Debug("mysql driver: " + fmt.Sprint(v...)) }

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/mysql"
+	"github.com/enginekit/enginekit/dbfx/postgres"
 	"github.com/enginekit/enginekit/fxtest"
 	"github.com/enginekit/enginekit/session"
 )
@@ -30,7 +32,7 @@ func testContext(t *testing.T) context.Context {
 // open opens an engine on cfg and closes it at cleanup, checking for leaks.
 func open(t *testing.T, cfg dbfx.Config) *dbfx.Engine {
 	t.Helper()
-	e, err := dbfx.Open(testContext(t), cfg)
+	e, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +163,7 @@ func TestUnreachableFailsStartWithinConnectTimeout(t *testing.T) {
 			cfg.ConnectTimeout = 700 * time.Millisecond
 			core, logs := observer.New(zap.DebugLevel)
 			begun := time.Now()
-			app := fx.New(fx.NopLogger, fx.Supply(cfg, zap.New(core)), dbfx.Module)
+			app := fx.New(fx.NopLogger, fx.Supply(cfg, zap.New(core)), dbfx.Module, postgres.Module, mysql.Module)
 			err := app.Start(testContext(t))
 			took := time.Since(begun)
 			if !errors.Is(err, dbfx.ErrConnect) {
@@ -205,7 +207,7 @@ func TestStartWaitsForADatabaseThatComesUp(t *testing.T) {
 
 func TestCloseWaitsForScopesInFlightThenRefusesNewOnes(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
-		e, err := dbfx.Open(testContext(t), cfg)
+		e, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,14 +343,14 @@ func TestHealthDownWhenTheServerIsGone(t *testing.T) {
 func TestWarnsWhenTLSIsOffToARemoteHost(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	cfg := dbfx.Config{DSN: "postgres://app:pw@" + closedPort(t) + "/app?sslmode=disable", ConnectTimeout: 100 * time.Millisecond}
-	if _, err := dbfx.Open(testContext(t), cfg, dbfx.WithLogger(zap.New(core))); err == nil {
+	if _, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers(), dbfx.WithLogger(zap.New(core))); err == nil {
 		t.Fatal("Open succeeded on a closed port")
 	}
 	if n := logs.FilterMessageSnippet("not encrypted").Len(); n != 0 {
 		t.Fatalf("%d TLS warnings for a loopback host", n)
 	}
 	cfg.DSN = "postgres://app:pw@192.0.2.10:5432/app?sslmode=disable" // TEST-NET-1: never routed
-	if _, err := dbfx.Open(testContext(t), cfg, dbfx.WithLogger(zap.New(core))); err == nil {
+	if _, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers(), dbfx.WithLogger(zap.New(core))); err == nil {
 		t.Fatal("Open succeeded on an unroutable host")
 	}
 	if n := logs.FilterMessageSnippet("not encrypted").Len(); n != 1 {

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/session"
 )
 
@@ -16,7 +17,7 @@ func Example_module() {
 	app := fx.New(
 		fx.NopLogger,
 		fx.Supply(dbfx.Config{DSN: ":memory:"}),
-		dbfx.Module,
+		dbfx.Module, sqlite3.Module,
 		fx.Invoke(func(lc fx.Lifecycle, e *dbfx.Engine, m *session.Manager) {
 			lc.Append(fx.Hook{OnStart: func(ctx context.Context) error {
 				var answer int
@@ -43,7 +44,7 @@ func Example_module() {
 // Health without Fx.
 func ExampleEngine_Health() {
 	ctx := context.Background()
-	e, err := dbfx.Open(ctx, dbfx.Config{Name: "reports", DSN: ":memory:"})
+	e, err := dbfx.Open(ctx, dbfx.Config{Name: "reports", DSN: ":memory:"}, dbfx.WithDriver(sqlite3.Driver()))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,7 +1,9 @@
 package dbfx
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
+	"errors"
+	"reflect"
+
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -10,80 +12,96 @@ import (
 )
 
 // OptionsGroup is the Fx value group from which Module takes further
-// Options (migrations, say): provide them with
+// Options (migrations, say): provide them with Options, or with
 // fx.Provide(fx.Annotate(f, fx.ResultTags(`group:"enginekit.options"`))).
 const OptionsGroup = "enginekit.options"
 
+// defaultConfigName tags the Config that DefaultConfig supplies.
+const defaultConfigName = "enginekit.default"
+
 // Module provides the application's primary *Engine and its
 // *session.Manager from an untagged Config in the graph (fx.Supply(cfg)),
-// with the *zap.Logger of the graph when there is one and the Options of the
-// OptionsGroup group. The engine connects in OnStart (fx.Invoke functions
-// run before OnStart, so before the database answers) and closes in
-// OnStop. It is always constructed, so that an unreachable database fails
-// the app's start.
+// or else the one DefaultConfig supplies, on the drivers whose Modules are
+// in the graph (postgres.Module, mysql.Module, sqlite3.Module). It takes
+// the graph's *zap.Logger and monitor.Monitor when there are some, and
+// the Options of the OptionsGroup group. The engine connects in OnStart
+// (fx.Invoke functions run before OnStart, so before the database
+// answers) and closes in OnStop. It is always constructed, so that an
+// unreachable database fails the app's start.
 //
-// When the graph has a monitor.Monitor, the engine reports to it; when it
-// has a prometheus.Registerer, the engine keeps metrics there too (see
-// monitor.Prometheus; every engine of the app shares them, told apart by
-// the label engine). Give only one of them a Prometheus monitor, or its
-// metrics count twice.
+// Metrics: put prommon.Module (github.com/enginekit/enginekit/monitor/prommon)
+// in the graph, or supply a monitor.Monitor of your own.
 var Module = fx.Module("enginekit",
-	fx.Provide(fx.Annotate(provideEngine,
-		fx.ParamTags(``, ``, `optional:"true"`, `optional:"true"`, `optional:"true"`, `group:"`+OptionsGroup+`"`))),
+	fx.Provide(provideEngine),
 	fx.Invoke(func(*Engine) {}),
 )
 
-func provideEngine(lc fx.Lifecycle, cfg Config, log *zap.Logger, mon monitor.Monitor, reg prometheus.Registerer, opts []Option) (*Engine, *session.Manager, error) {
-	return newHooked(lc, cfg, graphDeps{log, mon, reg}, opts)
+// graphDeps are what an engine takes from the Fx graph.
+type graphDeps struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Drivers   []Driver        `group:"enginekit.drivers"`
+	Log       *zap.Logger     `optional:"true"`
+	Monitor   monitor.Monitor `optional:"true"`
+}
+
+type moduleParams struct {
+	fx.In
+	Deps     graphDeps
+	Config   Config   `optional:"true"`
+	Fallback Config   `name:"enginekit.default" optional:"true"`
+	Options  []Option `group:"enginekit.options"`
+}
+
+func provideEngine(p moduleParams) (*Engine, *session.Manager, error) {
+	cfg := p.Config
+	if reflect.ValueOf(cfg).IsZero() {
+		cfg = p.Fallback
+	}
+	if reflect.ValueOf(cfg).IsZero() {
+		return nil, nil, errors.New("dbfx: Module needs a Config in the graph: fx.Supply(dbfx.Config{...})")
+	}
+	return newHooked(p.Deps, cfg, p.Options)
+}
+
+// DefaultConfig supplies cfg as the Config of Module when the graph has
+// none of its own: fxtest uses it for its private SQLite database.
+func DefaultConfig(cfg Config) fx.Option {
+	return fx.Supply(fx.Annotate(cfg, fx.ResultTags(`name:"`+defaultConfigName+`"`)))
 }
 
 // Named provides a further database: an *Engine and a *session.Manager
-// tagged name:"<name>" (the name wins over cfg.Name), with the graph's
-// *zap.Logger, monitor.Monitor and prometheus.Registerer when there are
-// some, as Module. Take them with fx.Annotate(f, fx.ParamTags(`name:"<name>"`))
-// or an fx.In field tagged so.
+// tagged name:"<name>" (the name wins over cfg.Name), on the graph's
+// drivers, *zap.Logger and monitor.Monitor as Module. Take them with
+// fx.Annotate(f, fx.ParamTags(`name:"<name>"`)) or an fx.In field tagged
+// so.
 func Named(name string, cfg Config, opts ...Option) fx.Option {
 	cfg.Name = name
 	tag := `name:"` + name + `"`
 	return fx.Module("enginekit."+name,
 		fx.Provide(fx.Annotate(
-			func(lc fx.Lifecycle, log *zap.Logger, mon monitor.Monitor, reg prometheus.Registerer) (*Engine, *session.Manager, error) {
-				return newHooked(lc, cfg, graphDeps{log, mon, reg}, opts)
-			},
-			fx.ParamTags(``, `optional:"true"`, `optional:"true"`, `optional:"true"`),
+			func(deps graphDeps) (*Engine, *session.Manager, error) { return newHooked(deps, cfg, opts) },
 			fx.ResultTags(tag, tag))),
 		fx.Invoke(fx.Annotate(func(*Engine) {}, fx.ParamTags(tag))),
 	)
 }
 
-// graphDeps are the optional values an engine takes from the Fx graph.
-type graphDeps struct {
-	log *zap.Logger
-	mon monitor.Monitor
-	reg prometheus.Registerer
-}
-
 // newHooked builds an engine and registers its start and stop.
-func newHooked(lc fx.Lifecycle, cfg Config, deps graphDeps, opts []Option) (*Engine, *session.Manager, error) {
-	var first []Option
-	if deps.log != nil {
-		first = append(first, WithLogger(deps.log))
+func newHooked(deps graphDeps, cfg Config, opts []Option) (*Engine, *session.Manager, error) {
+	first := make([]Option, 0, len(deps.Drivers)+2)
+	for _, d := range deps.Drivers {
+		first = append(first, WithDriver(d))
 	}
-	mon := deps.mon
-	if deps.reg != nil {
-		prom, err := monitor.NewPrometheus(deps.reg)
-		if err != nil {
-			return nil, nil, err
-		}
-		mon = monitor.Multi(mon, prom)
+	if deps.Log != nil {
+		first = append(first, WithLogger(deps.Log))
 	}
-	if mon != nil {
-		first = append(first, WithMonitor(mon))
+	if deps.Monitor != nil {
+		first = append(first, WithMonitor(deps.Monitor))
 	}
 	e, err := newEngine(cfg, append(first, opts...)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	lc.Append(fx.Hook{OnStart: e.start, OnStop: e.Close})
+	deps.Lifecycle.Append(fx.Hook{OnStart: e.start, OnStop: e.Close})
 	return e, e.sessions, nil
 }

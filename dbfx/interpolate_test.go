@@ -17,33 +17,6 @@ import (
 	"github.com/enginekit/enginekit/monitor"
 )
 
-func TestMySQLInterpolateParams(t *testing.T) {
-	tests := []struct {
-		give string
-		want bool
-	}{
-		{"u:pw@tcp(db:3306)/app", true},
-		{"mysql://u:pw@db:3306/app", true},
-		{"u:pw@tcp(db:3306)/app?charset=utf8mb4", true},
-		{"u:pw@tcp(db:3306)/app?interpolateParams=true", true},
-		{"u:pw@tcp(db:3306)/app?interpolateParams=false", false},
-		{"u:pw@tcp(db:3306)/app?charset=gbk", false},
-		{"u:pw@tcp(db:3306)/app?collation=sjis_japanese_ci", false},
-		{"u:pw@tcp(db:3306)/app?character_set_client=big5", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.give, func(t *testing.T) {
-			dsn, err := dbfx.WriterDSN(dbfx.Config{DSN: tt.give})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.Contains(dsn, "interpolateParams=true"); got != tt.want {
-				t.Errorf("interpolateParams in %q is %v, want %v", dsn, got, tt.want)
-			}
-		})
-	}
-}
-
 // preparesOf counts the statements prepared on connections, by text.
 type preparesOf struct {
 	mu sync.Mutex
@@ -73,7 +46,7 @@ func TestMySQLInterpolatedValues(t *testing.T) {
 	cfg := fxtest.MySQL(t)
 	ctx := testContext(t)
 	p := &preparesOf{n: map[string]int{}}
-	e, err := dbfx.Open(ctx, cfg, dbfx.WithMonitor(p))
+	e, err := dbfx.Open(ctx, cfg, fxtest.WithDrivers(), dbfx.WithMonitor(p))
 	if err != nil {
 		t.Fatal(err)
 	}

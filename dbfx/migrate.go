@@ -63,8 +63,8 @@ func (e *Engine) migrate(ctx context.Context, fsys fs.FS) error {
 	// its version table fails on a fresh database, which is no error of the
 	// application's. (SQLite in memory has one connection: the engine's.)
 	db := e.db.DB
-	if !e.r.memory {
-		conn, err := e.r.connector(e.r.writer)
+	if !e.r.Memory {
+		conn, err := e.r.Writer()
 		if err != nil {
 			return err
 		}
@@ -94,8 +94,8 @@ func (e *Engine) migrate(ctx context.Context, fsys fs.FS) error {
 		release, err = lockMySQL(ctx, db)
 	default:
 		gd = goose.DialectSQLite3
-		if !e.r.memory {
-			release, err = lockFile(ctx, e.r.host+".migrate-lock")
+		if !e.r.Memory {
+			release, err = lockFile(ctx, e.r.Host+".migrate-lock")
 		}
 	}
 	if err != nil {

@@ -27,7 +27,7 @@ var portable = fstest.MapFS{
 func TestMigrationsAppliedOnceAtStart(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
 		for i := 0; i < 2; i++ { // the second start finds nothing pending
-			e, err := dbfx.Open(testContext(t), cfg, dbfx.WithMigrations(portable))
+			e, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers(), dbfx.WithMigrations(portable))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestMigrationsPerDialectDirectory(t *testing.T) {
 		"sqlite3/00001_init.sql":  migration("CREATE TABLE only_sqlite3 (id INTEGER);", "DROP TABLE only_sqlite3;"),
 	}
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
-		e, err := dbfx.Open(testContext(t), cfg, dbfx.WithMigrations(fsys))
+		e, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers(), dbfx.WithMigrations(fsys))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestConcurrentStartsMigrateOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				engines[i], errs[i] = dbfx.Open(testContext(t), cfg, dbfx.WithMigrations(portable))
+				engines[i], errs[i] = dbfx.Open(testContext(t), cfg, fxtest.WithDrivers(), dbfx.WithMigrations(portable))
 			}()
 		}
 		wg.Wait()

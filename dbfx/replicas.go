@@ -70,10 +70,10 @@ func (s *replicaSet) checkAll(ctx context.Context, timeout time.Duration) {
 			r.healthy.Store(err == nil)
 			switch {
 			case was && err != nil:
-				s.log.Warn("replica down: reads go elsewhere", zap.String("replica", r.r.host),
+				s.log.Warn("replica down: reads go elsewhere", zap.String("replica", r.r.Host),
 					zap.String("error", r.r.redact(err.Error())))
 			case !was && err == nil:
-				s.log.Info("replica up: serving reads", zap.String("replica", r.r.host))
+				s.log.Info("replica up: serving reads", zap.String("replica", r.r.Host))
 			}
 		}()
 	}
@@ -127,7 +127,7 @@ func (s *replicaSet) health() map[string]ReplicaHealth {
 				h.Error = r.r.redact((*p).Error())
 			}
 		}
-		out[r.r.host] = h
+		out[r.r.Host] = h
 	}
 	return out
 }

@@ -10,8 +10,6 @@ package fxtest
 
 import (
 	"context"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +17,9 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/mysql"
+	"github.com/enginekit/enginekit/dbfx/postgres"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/internal/testdb"
 )
 
@@ -54,20 +55,34 @@ func Each(t *testing.T, fn func(t *testing.T, cfg dbfx.Config)) {
 	}
 }
 
-// New returns an app with dbfx.Module and opts, on a fresh SQLite database
-// unless opts supply a dbfx.Config. When opts already provide the engine
+// Drivers are enginekit's three drivers: those of fxtest's apps.
+func Drivers() []dbfx.Driver {
+	return []dbfx.Driver{postgres.Driver(), mysql.Driver(), sqlite3.Driver()}
+}
+
+// WithDrivers gives dbfx.Open the three drivers.
+func WithDrivers() dbfx.Option {
+	return dbfx.WithDrivers(Drivers()...)
+}
+
+// New returns an app with dbfx.Module, the three drivers' Modules and
+// opts, on a fresh SQLite database unless opts supply a dbfx.Config (its
+// Config is dbfx.DefaultConfig's). When opts already provide the engine
 // (they include dbfx.Module, say), dbfx.Module is not added again. Start
 // and stop it with RequireStart and RequireStop; it is stopped at cleanup
 // if still running.
 func New(tb testing.TB, opts ...fx.Option) *fxtest.App {
 	tb.Helper()
-	all := []fx.Option{fx.Options(opts...)}
-	if !provides[*dbfx.Engine](all) {
+	all := []fx.Option{fx.Options(opts...), postgres.Module, mysql.Module, sqlite3.Module}
+	// Whether opts provide the engine: fx has no question for it, so the
+	// graph is checked (no constructor runs) with one more invoke that
+	// takes the engine. Config and drivers are optional to dbfx.Module, so
+	// the check fails only for want of the engine or for an error of opts'
+	// own, which the app then reports.
+	if fx.ValidateApp(fx.NopLogger, fx.Options(all...), fx.Invoke(func(*dbfx.Engine) {})) != nil {
 		all = append(all, dbfx.Module)
 	}
-	if !provides[dbfx.Config](all) {
-		all = append(all, fx.Supply(SQLite(tb)))
-	}
+	all = append(all, dbfx.DefaultConfig(SQLite(tb)))
 	app := fxtest.New(tb, all...)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -75,15 +90,6 @@ func New(tb testing.TB, opts ...fx.Option) *fxtest.App {
 		_ = app.Stop(ctx) // a no-op when the test stopped it
 	})
 	return app
-}
-
-// provides reports whether opts provide a T. The probe's module comes
-// first, so its invoke is validated before any of opts': the first error is
-// its own when T is missing. Validation runs no constructor.
-func provides[T any](opts []fx.Option) bool {
-	probe := fx.Module("fxtest.probe", fx.Invoke(func(T) {}))
-	err := fx.ValidateApp(fx.NopLogger, probe, fx.Options(opts...))
-	return err == nil || !strings.Contains(err.Error(), "missing type: "+reflect.TypeFor[T]().String())
 }
 
 // RequireNoLeaks fails the test when a connection of e is in use or a

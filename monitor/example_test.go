@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/monitor"
 	"github.com/enginekit/enginekit/session"
 )
@@ -22,7 +23,7 @@ func (printer) Tx(_ context.Context, e monitor.TxEvent) {
 
 func Example() {
 	ctx := context.Background()
-	e, err := dbfx.Open(ctx, dbfx.Config{Name: "app", DSN: ":memory:"}, dbfx.WithMonitor(printer{}))
+	e, err := dbfx.Open(ctx, dbfx.Config{Name: "app", DSN: ":memory:"}, dbfx.WithDriver(sqlite3.Driver()), dbfx.WithMonitor(printer{}))
 	if err != nil {
 		fmt.Println(err)
 		return

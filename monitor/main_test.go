@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/fxtest"
 	"github.com/enginekit/enginekit/monitor"
 )
 
@@ -30,7 +31,7 @@ func testContext(tb testing.TB) context.Context {
 // openEngine opens an engine on cfg, closed when the test ends.
 func openEngine(tb testing.TB, cfg dbfx.Config, opts ...dbfx.Option) *dbfx.Engine {
 	tb.Helper()
-	e, err := dbfx.Open(testContext(tb), cfg, opts...)
+	e, err := dbfx.Open(testContext(tb), cfg, append([]dbfx.Option{fxtest.WithDrivers()}, opts...)...)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}

@@ -83,7 +83,7 @@ func openBench(b *testing.B, cfg dbfx.Config) *benchEnv {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := dbfx.Open(ctx, cfg)
+	e, err := dbfx.Open(ctx, cfg, fxtest.WithDrivers())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func (r *Repository[T, ID]) buildStatements() {
 	st.insertVal = "INSERT INTO " + st.table + " (" + strings.Join(r.pick(w), ", ") + ") VALUES "
 	ins := &sqlText{d: d}
 	switch {
-	case len(w) == 0 && d == dialect.MySQL():
+	case len(w) == 0 && d.Family() == dialect.MySQL:
 		ins.str("INSERT INTO " + st.table + " () VALUES ()")
 	case len(w) == 0:
 		ins.str("INSERT INTO " + st.table + " DEFAULT VALUES")
@@ -165,7 +165,7 @@ func (r *Repository[T, ID]) buildStatements() {
 	if e.cols[e.pk].auto {
 		st.upsert[0] = r.buildUpsert(r.upsertCols[0])
 	}
-	if d == dialect.MySQL() {
+	if d.Family() == dialect.MySQL {
 		rr := &sqlText{d: d}
 		rr.str(st.selectAll + " WHERE ")
 		for i, c := range r.conflict {
@@ -188,7 +188,7 @@ func (r *Repository[T, ID]) buildUpsert(cols []int) string {
 		target[c] = true
 	}
 	var sets []string
-	if d == dialect.MySQL() {
+	if d.Family() == dialect.MySQL {
 		s.str(" ON DUPLICATE KEY UPDATE ")
 		pk := st.cols[e.pk]
 		if e.cols[e.pk].auto {
@@ -418,10 +418,10 @@ func (r *Repository[T, ID]) writeLimit(q *query, limit, offset int) {
 	if limit >= 0 {
 		q.str(" LIMIT ").str(strconv.Itoa(limit))
 	} else if offset >= 0 {
-		switch r.d {
-		case dialect.MySQL():
+		switch r.d.Family() {
+		case dialect.MySQL:
 			q.str(" LIMIT 18446744073709551615")
-		case dialect.SQLite():
+		case dialect.SQLite:
 			q.str(" LIMIT -1")
 		}
 	}

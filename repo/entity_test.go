@@ -16,7 +16,7 @@ import (
 // need a Manager but no table.
 func sqliteManager(t *testing.T) (*dbfx.Engine, *session.Manager) {
 	t.Helper()
-	e, err := dbfx.Open(testContext(t), fxtest.SQLite(t))
+	e, err := dbfx.Open(testContext(t), fxtest.SQLite(t), fxtest.WithDrivers())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/repo"
 )
 
@@ -28,7 +29,7 @@ const notesDDL = `CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NUL
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	engine, err := dbfx.Open(ctx, dbfx.Config{DSN: ":memory:"})
+	engine, err := dbfx.Open(ctx, dbfx.Config{DSN: ":memory:"}, dbfx.WithDriver(sqlite3.Driver()))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func Example_fx() {
 	app := fx.New(
 		fx.NopLogger,
 		fx.Supply(dbfx.Config{DSN: ":memory:"}),
-		dbfx.Module,
+		dbfx.Module, sqlite3.Module,
 		dbfx.ProvideRepository[Note, int64](),
 		fx.Provide(func(notes *repo.Repository[Note, int64]) *handler { return &handler{notes} }),
 		fx.Invoke(func(lc fx.Lifecycle, e *dbfx.Engine, h *handler) {

@@ -27,7 +27,7 @@ func FuzzClauses(f *testing.F) {
 	f.Add([]byte{4, 1, 12, 3, 8, 9, 1, 10, 2, 3, 255, 4, 254}, "nick", " id", "\x00", int64(0), math.NaN())
 	f.Add([]byte{1, 1, 8, 4, 0, 0, 1, 1, 2, 2, 3, 3}, "age", "version", "", int64(7), -1.5)
 
-	e, err := dbfx.Open(testContext(f), fxtest.SQLite(f))
+	e, err := dbfx.Open(testContext(f), fxtest.SQLite(f), fxtest.WithDrivers())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -74,10 +74,7 @@ func New[T any, ID comparable](m *session.Manager, opts ...Option) (*Repository[
 	if err != nil {
 		return nil, err
 	}
-	d, err := dialect.For(m.Q(context.Background()).DriverName())
-	if err != nil {
-		return nil, fmt.Errorf("repo: %w", err)
-	}
+	d := m.Dialect()
 	r := &Repository[T, ID]{m: m, d: d, e: e}
 	pk := &e.cols[e.pk]
 	if idType := reflect.TypeFor[ID](); pk.typ != idType {
@@ -85,7 +82,7 @@ func New[T any, ID comparable](m *session.Manager, opts ...Option) (*Repository[
 	}
 	if pk.auto {
 		switch {
-		case d == dialect.Postgres():
+		case d.Family() == dialect.Postgres:
 			r.idBy = idReturning
 		case isInteger(pk.typ):
 			r.idBy = idLastInsert // measured faster than RETURNING on SQLite; MySQL 8 has no RETURNING
@@ -118,7 +115,7 @@ func New[T any, ID comparable](m *session.Manager, opts ...Option) (*Repository[
 		}
 	}
 	hasReadonly := len(e.columnsWhere(func(c *column) bool { return c.readonly })) > 0
-	r.reread = d == dialect.MySQL() &&
+	r.reread = d.Family() == dialect.MySQL &&
 		(e.version >= 0 || e.created >= 0 || hasReadonly || (len(o.conflict) > 0 && !pk.auto))
 	r.buildStatements()
 	return r, nil

@@ -33,7 +33,7 @@ func (r *Repository[T, ID]) Upsert(ctx context.Context, v *T) error {
 	cols := r.upsertCols[withPK]
 	text := r.sql.upsert[withPK]
 	args := r.appendArgs(make([]any, 0, len(cols)), p, cols)
-	if r.d != dialect.MySQL() {
+	if r.d.Family() != dialect.MySQL {
 		rows, err := r.m.Prepared(ctx).QueryContext(ctx, text, args...)
 		if err != nil {
 			return r.writeErr("upsert into", err)

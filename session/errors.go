@@ -49,13 +49,18 @@ func (e *RetryError) Error() string {
 
 func (e *RetryError) Unwrap() error { return e.Err }
 
-// IsRetryable reports whether err, from any of the supported drivers, is one
-// that running the transaction again may cure: a serialization failure
-// (40001), a deadlock (40P01, 1213), a lock wait timeout (1205) or SQLite
-// busy/locked. A connection lost during COMMIT is not retryable.
+// IsRetryable reports whether err is one that running the transaction
+// again may cure: a serialization failure (40001), a deadlock (40P01,
+// 1213), a lock wait timeout (1205) or SQLite busy/locked. A connection
+// lost during COMMIT is not retryable.
+//
+// It knows the errors of an engine's connections (dbfx's connection
+// wrapper classifies them as they pass) and PostgreSQL errors from any
+// driver (by SQLSTATE). An error of a pool opened by hand is classified by
+// the Manager's retries all the same, but not here.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, ErrAmbiguousCommit) {
 		return false
 	}
-	return dialect.ClassifyAny(err).Has(dialect.Retryable)
+	return (dialect.ClassOf(err) | dialect.ClassifySQLState(err)).Has(dialect.Retryable)
 }

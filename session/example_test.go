@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/session"
 )
 
@@ -16,7 +17,7 @@ func ExampleManager_Tx() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
-	e, err := dbfx.Open(ctx, dbfx.Config{DSN: filepath.Join(dir, "bank.db")})
+	e, err := dbfx.Open(ctx, dbfx.Config{DSN: filepath.Join(dir, "bank.db")}, dbfx.WithDriver(sqlite3.Driver()))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -56,7 +57,7 @@ func ExampleManager_Tx() {
 // usable.
 func ExamplePropagation() {
 	ctx := context.Background()
-	e, err := dbfx.Open(ctx, dbfx.Config{DSN: ":memory:"})
+	e, err := dbfx.Open(ctx, dbfx.Config{DSN: ":memory:"}, dbfx.WithDriver(sqlite3.Driver()))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -189,7 +189,7 @@ func TestCloseCutsAScopeWaitingForAConnection(t *testing.T) {
 		const waiters = 8
 		cfg.MaxOpenConns = 1
 		ctx := testContext(t)
-		e, err := dbfx.Open(ctx, cfg)
+		e, err := dbfx.Open(ctx, cfg, fxtest.WithDrivers())
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

@@ -44,7 +44,7 @@ func testContext(tb testing.TB) context.Context {
 func openEngine(tb testing.TB, cfg dbfx.Config, opts ...dbfx.Option) *dbfx.Engine {
 	tb.Helper()
 	ctx := testContext(tb)
-	e, err := dbfx.Open(ctx, cfg, opts...)
+	e, err := dbfx.Open(ctx, cfg, append([]dbfx.Option{fxtest.WithDrivers()}, opts...)...)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}

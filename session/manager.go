@@ -43,19 +43,30 @@ type scopeKey struct{ m *Manager }
 // errClosing is the cause of a scope cut short by Close.
 var errClosing = fmt.Errorf("%w while the scope ran: %w", ErrClosed, context.Canceled)
 
-// New returns a Manager over db, the writer pool. db's driver name must be
-// the real one (postgres, pgx, mysql, sqlite3).
+// New returns a Manager over db, the writer pool, whose driver WithDriver
+// names: New(db, session.WithDriver(postgres.Driver())). db's driver name
+// (which sqlx reads for its placeholders) must be the real one: postgres,
+// mysql or sqlite3. dbfx.Engine.Sessions needs none of this.
+//
+// A pool opened by hand lacks the connection wrapper that dbfx puts under
+// its pools: errors met while rows are read (rows.Err, a Row's Scan) are
+// then seen by the scope only when the database itself refuses what
+// follows, as PostgreSQL does. On MySQL, a deadlock met that way and
+// dropped by fn is not seen.
 func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, errors.New("session: New needs a *sqlx.DB")
 	}
-	d, err := dialect.For(db.DriverName())
-	if err != nil {
-		return nil, fmt.Errorf("session: %w", err)
-	}
 	cfg := config{retry: DefaultRetryPolicy()}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.driver == nil || cfg.driver.Dialect() == nil {
+		return nil, errors.New("session: New needs WithDriver naming the pool's driver, e.g. WithDriver(postgres.Driver()) from github.com/enginekit/enginekit/dbfx/postgres")
+	}
+	d := cfg.driver.Dialect()
+	if want := bindTypeOf(d); sqlx.BindType(db.DriverName()) != want {
+		return nil, fmt.Errorf("session: the pool's driver name %q does not match the %s driver given: open it with sqlx.NewDb(db, %q)", db.DriverName(), d, d.Name())
 	}
 	m := &Manager{w: db, r: cfg.reader, d: d, cfg: cfg, idle: make(chan struct{})}
 	m.bind = binder{driver: db.DriverName(), bindType: sqlx.BindType(db.DriverName())}
@@ -74,6 +85,17 @@ func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
 	m.kill, m.abort = context.WithCancelCause(context.Background())
 	return m, nil
 }
+
+// bindTypeOf is the sqlx bind type of d's placeholders.
+func bindTypeOf(d *dialect.Dialect) int {
+	if d.Placeholder(1) == "?" {
+		return sqlx.QUESTION
+	}
+	return sqlx.DOLLAR
+}
+
+// Dialect is the dialect of the Manager's driver (for repo).
+func (m *Manager) Dialect() *dialect.Dialect { return m.d }
 
 // Q returns the Querier of the scope in ctx (its transaction or pinned
 // connection), or the pool outside any scope of this Manager. Through the

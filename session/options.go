@@ -6,6 +6,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/monitor"
 )
 
@@ -13,6 +14,7 @@ import (
 type Option func(*config)
 
 type config struct {
+	driver         Driver
 	reader         *sqlx.DB
 	replicas       func() *sqlx.DB
 	acquireTimeout time.Duration
@@ -22,6 +24,17 @@ type config struct {
 	stmtCache      int             // prepared statements kept: 0 the default, < 0 none
 	prepareQ       bool            // Q's Queriers run statements prepared
 }
+
+// Driver is what a Manager needs of its database's driver: its dialect,
+// the SQL it speaks and what its errors mean (which are retried, which
+// abort a transaction). The drivers of enginekit's driver packages are
+// Drivers: postgres.Driver(), mysql.Driver(), sqlite3.Driver().
+type Driver interface {
+	Dialect() *dialect.Dialect
+}
+
+// WithDriver names the driver of the pools given to New. It is required.
+func WithDriver(d Driver) Option { return func(c *config) { c.driver = d } }
 
 // WithReader gives the Manager a separate pool for read-only scopes: on
 // SQLite, a pool of connections opened with query_only. Without it, SQLite

@@ -214,7 +214,7 @@ func TestSQLiteBusyIsRetried(t *testing.T) {
 			sig := &retrySignal{Monitor: monitor.Nop(), retried: make(chan error, 1)}
 			bcfg := cfg
 			bcfg.Name, bcfg.DSN = "other", cfg.DSN+"?_busy_timeout=20"
-			b, err := dbfx.Open(ctx, bcfg, dbfx.WithMonitor(sig))
+			b, err := dbfx.Open(ctx, bcfg, fxtest.WithDrivers(), dbfx.WithMonitor(sig))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -371,7 +371,7 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		return nil, ctxErr(sctx, err)
 	}
 	defer tx.stop()
-	if readOnly && !s.reader && m.d == dialect.SQLite() {
+	if readOnly && !s.reader && m.d.Family() == dialect.SQLite {
 		// SQLite has no read-only transaction: on a writer connection the
 		// scope makes it query-only after BEGIN (an immediate BEGIN is a
 		// write) and resets it after the transaction ends.
@@ -409,7 +409,7 @@ type watchedTx struct {
 // cancelled, and the scope rolls it back itself when ctx ends, keeping the
 // connection. Statements in it still run on ctx, which interrupts them.
 func (m *Manager) beginTx(ctx context.Context, conn *sqlx.Conn, opts *sql.TxOptions) (watchedTx, error) {
-	if m.d != dialect.SQLite() {
+	if m.d.Family() != dialect.SQLite {
 		tx, err := conn.BeginTxx(ctx, opts)
 		return watchedTx{tx, func() bool { return true }}, err
 	}

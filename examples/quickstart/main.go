@@ -19,6 +19,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/mysql"
+	"github.com/enginekit/enginekit/dbfx/postgres"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/session"
 )
 
@@ -55,6 +58,7 @@ func run() error {
 		fx.Supply(cfg, logger),
 		fx.WithLogger(func(l *zap.Logger) fxevent.Logger { return &fxevent.ZapLogger{Logger: l} }),
 		dbfx.Module,
+		sqlite3.Module, postgres.Module, mysql.Module, // the drivers it may run on
 		fx.Populate(&sessions, &engine),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -31,6 +31,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/mysql"
+	"github.com/enginekit/enginekit/dbfx/postgres"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/monitor"
 )
 
@@ -50,6 +53,7 @@ func app() fx.Option {
 			return fl
 		}),
 		dbfx.Module,
+		sqlite3.Module, postgres.Module, mysql.Module,
 		Module(),
 		Listener(),
 	)

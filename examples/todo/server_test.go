@@ -113,7 +113,7 @@ func TestStopFinishesRequestsInFlight(t *testing.T) {
 		}
 
 		// It was committed before the engine closed.
-		e, err := dbfx.Open(ctx, cfg)
+		e, err := dbfx.Open(ctx, cfg, fxtest.WithDrivers())
 		if err != nil {
 			t.Fatal(err)
 		}

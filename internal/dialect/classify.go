@@ -8,10 +8,6 @@ import (
 	"net"
 	"strings"
 	"syscall"
-
-	mysqldrv "github.com/go-sql-driver/mysql"
-	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 )
 
 // Class is a set of facts about an error, as bits.
@@ -42,13 +38,13 @@ const (
 func (c Class) Has(x Class) bool { return c&x == x }
 
 // sqlStater is implemented by *pq.Error and by pgx's *pgconn.PgError, so
-// both PostgreSQL drivers are classified without importing pgx.
+// both PostgreSQL drivers are classified without importing either.
 type sqlStater interface{ SQLState() string }
 
-func classifyPostgres(err error) Class {
-	if errors.Is(err, pq.ErrInFailedTransaction) { // COMMIT of an aborted transaction: lib/pq rolled it back
-		return Aborting
-	}
+// ClassifySQLState classifies a PostgreSQL server error by its SQLSTATE,
+// whichever driver returned it (one with a SQLState method); 0 for any
+// other error.
+func ClassifySQLState(err error) Class {
 	var e sqlStater
 	if !errors.As(err, &e) {
 		return 0
@@ -77,52 +73,37 @@ func classifyPostgres(err error) Class {
 	return c
 }
 
-func classifyMySQL(err error) Class {
-	var e *mysqldrv.MySQLError
-	if !errors.As(err, &e) {
-		return 0
-	}
-	switch e.Number {
-	case 1213: // ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back
-		return Retryable | Aborting
-	case 1205: // ER_LOCK_WAIT_TIMEOUT: only the statement is rolled back, but a partial
-		// transaction must not be committed: enginekit rolls it back and retries
-		return Retryable | Aborting
-	case 1062: // ER_DUP_ENTRY
-		return Unique
-	case 1792: // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
-		return ReadOnly
-	case 1053, 1927, 4031: // server shutdown, connection killed (MariaDB), idle disconnect (MySQL 8)
-		return ConnLost | Aborting
-	case 1243, 1615: // ER_UNKNOWN_STMT_HANDLER, ER_NEED_REPREPARE
-		return Stale
-	}
-	return 0
+// Error is a driver error together with the class its dialect gave it.
+// The connection wrapper under every engine's pool returns driver errors
+// of a known class so, so that the class travels with the error to code
+// that has no Dialect at hand (session.IsRetryable). errors.As still
+// finds the driver's own error type inside.
+type Error struct {
+	Err   error
+	Class Class
 }
 
-func classifySQLite(err error) Class {
-	var e sqlite3.Error
-	if !errors.As(err, &e) {
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf is the class an error carries (see Error) together with the
+// lost-connection classes any error may have; 0 for an error that no
+// connection wrapper classified.
+func ClassOf(err error) Class {
+	if err == nil {
 		return 0
 	}
-	switch e.Code {
-	case sqlite3.ErrBusy, sqlite3.ErrLocked:
-		return Retryable | Aborting
-	case sqlite3.ErrReadonly:
-		return ReadOnly
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.Class | Transport(err)
 	}
-	switch e.ExtendedCode {
-	case sqlite3.ErrConstraintUnique, sqlite3.ErrConstraintPrimaryKey:
-		return Unique
-	}
-	return 0
+	return Transport(err)
 }
 
-// classifyTransport recognises a lost connection whatever the driver.
-func classifyTransport(err error) Class {
+// Transport recognises a lost connection whatever the driver.
+func Transport(err error) Class {
 	switch {
 	case errors.Is(err, driver.ErrBadConn),
-		errors.Is(err, mysqldrv.ErrInvalidConn),
 		errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET),
@@ -142,13 +123,4 @@ func classifyTransport(err error) Class {
 func isNetError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne != context.DeadlineExceeded
-}
-
-// ClassifyAny classifies an error from any of the supported drivers. Their
-// error types are distinct, so at most one family recognises it.
-func ClassifyAny(err error) Class {
-	if err == nil {
-		return 0
-	}
-	return classifyPostgres(err) | classifyMySQL(err) | classifySQLite(err) | classifyTransport(err)
 }

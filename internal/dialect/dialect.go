@@ -2,82 +2,92 @@
 // on: placeholder style, identifier quoting, which SQL forms work, the valid
 // isolation levels, and how to classify the errors its driver returns.
 //
-// A Dialect is immutable; the three values are shared freely.
+// The core knows no driver: a driver package (dbfx/postgres, dbfx/mysql,
+// dbfx/sqlite3) makes the Dialect of its driver with New and its own
+// Classifier, and hands it to session.Manager through dbfx.Driver.
 package dialect
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 )
 
-// Dialect describes one database family as seen through its Go driver.
-type Dialect struct {
-	name            string // canonical name: postgres, mysql or sqlite3
-	dollar          bool   // $1, $2 ... instead of ?
-	quote           byte   // identifier quote character
-	insertReturning bool   // INSERT ... RETURNING is accepted on every supported server version
-	maxPlaceholders int    // bind parameters one statement may carry
-	isolation       []sql.IsolationLevel
-	classify        func(error) Class
-}
+// Family is a database family: what its SQL looks like, whatever the
+// driver that speaks to it.
+type Family uint8
 
-var (
-	postgres = &Dialect{
-		name:            "postgres",
-		dollar:          true,
-		quote:           '"',
-		insertReturning: true,
-		maxPlaceholders: 65535,
-		isolation:       fullIsolation,
-		classify:        classifyPostgres,
-	}
-	mysql = &Dialect{
-		name:            "mysql",
-		quote:           '`',
-		maxPlaceholders: 65535,
-		isolation:       fullIsolation,
-		classify:        classifyMySQL,
-	}
-	sqlite = &Dialect{
-		name:            "sqlite3",
-		quote:           '"',
-		insertReturning: true,
-		maxPlaceholders: 32766,
-		isolation:       []sql.IsolationLevel{sql.LevelDefault, sql.LevelSerializable},
-		classify:        classifySQLite,
-	}
-	fullIsolation = []sql.IsolationLevel{
-		sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
-		sql.LevelRepeatableRead, sql.LevelSerializable,
-	}
+// The families enginekit runs on.
+const (
+	Postgres Family = iota + 1 // PostgreSQL (lib/pq, pgx)
+	MySQL                      // MySQL 8 and MariaDB (go-sql-driver/mysql)
+	SQLite                     // SQLite (mattn/go-sqlite3)
 )
 
-// Postgres, MySQL and SQLite return the dialect of each family.
-func Postgres() *Dialect { return postgres }
-func MySQL() *Dialect    { return mysql }
-func SQLite() *Dialect   { return sqlite }
+var familyNames = [...]string{Postgres: "postgres", MySQL: "mysql", SQLite: "sqlite3"}
 
-// For returns the dialect of a database/sql driver name: "postgres" (lib/pq),
-// "pgx" (pgx/stdlib), "mysql" or "sqlite3".
-func For(driver string) (*Dialect, error) {
-	switch driver {
-	case "postgres", "pgx":
-		return postgres, nil
-	case "mysql":
-		return mysql, nil
-	case "sqlite3":
-		return sqlite, nil
+// String is the family's canonical name: postgres, mysql or sqlite3.
+func (f Family) String() string {
+	if int(f) < len(familyNames) && familyNames[f] != "" {
+		return familyNames[f]
 	}
-	return nil, fmt.Errorf("unsupported driver %q (want postgres, pgx, mysql or sqlite3)", driver)
+	return "Family(" + strconv.Itoa(int(f)) + ")"
 }
 
-// Name is the canonical name: postgres, mysql or sqlite3.
-func (d *Dialect) Name() string { return d.name }
+// Dialect describes one database family as seen through one Go driver: the
+// family's SQL, and the driver's errors.
+type Dialect struct {
+	family          Family
+	dollar          bool // $1, $2 ... instead of ?
+	quote           byte // identifier quote character
+	insertReturning bool // INSERT ... RETURNING is accepted on every supported server version
+	maxPlaceholders int  // bind parameters one statement may carry
+	isolation       []sql.IsolationLevel
+	classify        Classifier
+}
+
+// Classifier tells what an error of one driver means. It is given errors
+// of any kind, wrapped or not, and returns 0 for those it does not know;
+// lost connections (io.EOF, driver.ErrBadConn, network errors...) are
+// recognised for it.
+type Classifier func(error) Class
+
+var fullIsolation = []sql.IsolationLevel{
+	sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
+	sql.LevelRepeatableRead, sql.LevelSerializable,
+}
+
+// New returns the dialect of family f spoken through a driver whose errors
+// classify tells apart (nil: only lost connections are recognised). Driver
+// packages make one each; a Dialect is immutable and shared freely.
+func New(f Family, classify Classifier) *Dialect {
+	if classify == nil {
+		classify = func(error) Class { return 0 }
+	}
+	d := &Dialect{family: f, classify: classify, isolation: fullIsolation, quote: '"', maxPlaceholders: 65535}
+	switch f {
+	case Postgres:
+		d.dollar, d.insertReturning = true, true
+	case MySQL:
+		d.quote = '`'
+	case SQLite:
+		d.insertReturning = true
+		d.maxPlaceholders = 32766
+		d.isolation = []sql.IsolationLevel{sql.LevelDefault, sql.LevelSerializable}
+	}
+	return d
+}
+
+// Family is the database family the dialect speaks to.
+func (d *Dialect) Family() Family { return d.family }
+
+// Name is the family's canonical name: postgres, mysql or sqlite3.
+func (d *Dialect) Name() string { return d.family.String() }
 
 // String implements fmt.Stringer.
-func (d *Dialect) String() string { return d.name }
+func (d *Dialect) String() string { return d.family.String() }
 
 // Placeholder returns the n-th (1-based) bind placeholder.
 func (d *Dialect) Placeholder(n int) string {
@@ -127,14 +137,19 @@ func (d *Dialect) CheckIsolation(level sql.IsolationLevel) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("isolation level %s is not supported on %s", level, d.name)
+	return fmt.Errorf("isolation level %s is not supported on %s", level, d.family)
 }
 
-// Classify tells what an error returned by this family's driver means.
-// A nil error has no class.
+// Classify tells what an error returned by the dialect's driver means.
+// An error the connection wrapper has classified already (see Error) keeps
+// its class. A nil error has no class.
 func (d *Dialect) Classify(err error) Class {
 	if err == nil {
 		return 0
 	}
-	return d.classify(err) | classifyTransport(err)
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.Class | Transport(err)
+	}
+	return d.classify(err) | Transport(err)
 }

@@ -10,6 +10,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/enginekit/enginekit/dbfx/mysql"
+	"github.com/enginekit/enginekit/dbfx/postgres"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/internal/testdb"
 )
@@ -39,9 +42,9 @@ type engine struct {
 }
 
 var engines = []engine{
-	{"postgres", dialect.Postgres(), "postgres", testdb.Postgres},
-	{"mysql", dialect.MySQL(), "mysql", testdb.MySQL},
-	{"sqlite3", dialect.SQLite(), "sqlite3", testdb.SQLite},
+	{"postgres", pgDialect, "postgres", testdb.Postgres},
+	{"mysql", myDialect, "mysql", testdb.MySQL},
+	{"sqlite3", liteDialect, "sqlite3", testdb.SQLite},
 }
 
 // open opens a fresh database of the engine, closed when the test ends.
@@ -64,47 +67,32 @@ func openDB(t *testing.T, driver, dsn string) *sql.DB {
 	return db
 }
 
-func TestFor(t *testing.T) {
-	tests := []struct {
-		give     string
-		want     *dialect.Dialect
-		wantName string
-		wantErr  string
+func TestFamily(t *testing.T) {
+	for _, tt := range []struct {
+		give *dialect.Dialect
+		want dialect.Family
+		name string
 	}{
-		{give: "postgres", want: dialect.Postgres(), wantName: "postgres"},
-		{give: "pgx", want: dialect.Postgres(), wantName: "postgres"},
-		{give: "mysql", want: dialect.MySQL(), wantName: "mysql"},
-		{give: "sqlite3", want: dialect.SQLite(), wantName: "sqlite3"},
-		{give: "", wantErr: `unsupported driver ""`},
-		{give: "sqlite", wantErr: `unsupported driver "sqlite"`},
-		{give: "Postgres", wantErr: `unsupported driver "Postgres"`},
-		{give: "pq", wantErr: `unsupported driver "pq"`},
-		{give: "mariadb", wantErr: `unsupported driver "mariadb"`},
+		{pgDialect, dialect.Postgres, "postgres"},
+		{myDialect, dialect.MySQL, "mysql"},
+		{liteDialect, dialect.SQLite, "sqlite3"},
+		{dialect.New(dialect.MySQL, nil), dialect.MySQL, "mysql"},
+	} {
+		if got := tt.give.Family(); got != tt.want || got.String() != tt.name || tt.give.Name() != tt.name || tt.give.String() != tt.name {
+			t.Errorf("Family() = %v (%q, Name %q), want %v (%q)", got, got.String(), tt.give.Name(), tt.want, tt.name)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.give), func(t *testing.T) {
-			got, err := dialect.For(tt.give)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("For(%q) error = %v, want one containing %q", tt.give, err, tt.wantErr)
-				}
-				if got != nil {
-					t.Errorf("For(%q) = %v with an error, want nil", tt.give, got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("For(%q): %v", tt.give, err)
-			}
-			if got != tt.want {
-				t.Errorf("For(%q) = %v, want %v", tt.give, got, tt.want)
-			}
-			if got.Name() != tt.wantName || got.String() != tt.wantName {
-				t.Errorf("For(%q): Name() = %q, String() = %q, want %q", tt.give, got.Name(), got.String(), tt.wantName)
-			}
-		})
+	if got := dialect.Family(9).String(); got != "Family(9)" {
+		t.Errorf("Family(9).String() = %q", got)
 	}
 }
+
+// The dialects of the three drivers.
+var (
+	pgDialect   = postgres.Driver().Dialect()
+	myDialect   = mysql.Driver().Dialect()
+	liteDialect = sqlite3.Driver().Dialect()
+)
 
 func TestPlaceholder(t *testing.T) {
 	tests := []struct {
@@ -113,14 +101,14 @@ func TestPlaceholder(t *testing.T) {
 		want    string
 		wantApp string // AppendPlaceholder onto "a = "
 	}{
-		{give: dialect.Postgres(), giveN: 1, want: "$1", wantApp: "a = $1"},
-		{give: dialect.Postgres(), giveN: 9, want: "$9", wantApp: "a = $9"},
-		{give: dialect.Postgres(), giveN: 10, want: "$10", wantApp: "a = $10"},
-		{give: dialect.Postgres(), giveN: 65535, want: "$65535", wantApp: "a = $65535"},
-		{give: dialect.MySQL(), giveN: 1, want: "?", wantApp: "a = ?"},
-		{give: dialect.MySQL(), giveN: 65535, want: "?", wantApp: "a = ?"},
-		{give: dialect.SQLite(), giveN: 1, want: "?", wantApp: "a = ?"},
-		{give: dialect.SQLite(), giveN: 32766, want: "?", wantApp: "a = ?"},
+		{give: pgDialect, giveN: 1, want: "$1", wantApp: "a = $1"},
+		{give: pgDialect, giveN: 9, want: "$9", wantApp: "a = $9"},
+		{give: pgDialect, giveN: 10, want: "$10", wantApp: "a = $10"},
+		{give: pgDialect, giveN: 65535, want: "$65535", wantApp: "a = $65535"},
+		{give: myDialect, giveN: 1, want: "?", wantApp: "a = ?"},
+		{give: myDialect, giveN: 65535, want: "?", wantApp: "a = ?"},
+		{give: liteDialect, giveN: 1, want: "?", wantApp: "a = ?"},
+		{give: liteDialect, giveN: 32766, want: "?", wantApp: "a = ?"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%v/%d", tt.give, tt.giveN), func(t *testing.T) {
@@ -191,9 +179,9 @@ func TestQuote(t *testing.T) {
 				d    *dialect.Dialect
 				want string
 			}{
-				{dialect.Postgres(), tt.wantDouble},
-				{dialect.SQLite(), tt.wantDouble},
-				{dialect.MySQL(), tt.wantBack},
+				{pgDialect, tt.wantDouble},
+				{liteDialect, tt.wantDouble},
+				{myDialect, tt.wantBack},
 			} {
 				if got := c.d.Quote(tt.give); got != c.want {
 					t.Errorf("%v: Quote(%q) = %s, want %s", c.d, tt.give, got, c.want)

@@ -275,7 +275,7 @@ func openEngine(t *testing.T, cfg dbfx.Config) *dbfx.Engine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+30*time.Second)
 	defer cancel()
-	e, err := dbfx.Open(ctx, cfg)
+	e, err := dbfx.Open(ctx, cfg, fxtest.WithDrivers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,10 +428,20 @@ func class(err error) string {
 		return "ctx.Canceled"
 	case errors.Is(err, session.ErrUnexpectedRollback):
 		return "ErrUnexpectedRollback"
-	case dialect.ClassifyAny(err).Has(dialect.ConnLost):
+	case classifyAny(err).Has(dialect.ConnLost):
 		return "ConnLost[" + lostKind(err) + "]"
 	}
 	return "other"
+}
+
+// classifyAny classifies err with every driver's dialect: their error
+// types are distinct, so at most one knows it.
+func classifyAny(err error) dialect.Class {
+	var c dialect.Class
+	for _, d := range fxtest.Drivers() {
+		c |= d.Dialect().Classify(err)
+	}
+	return c
 }
 
 // lostKind says how a connection was lost: the server's code, or the

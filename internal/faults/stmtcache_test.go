@@ -48,7 +48,7 @@ func statementCacheRestart(t *testing.T, fault, driverName string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	e, err := dbfx.Open(ctx, dbfx.Config{Driver: driverName, DSN: dsn, MaxOpenConns: 8,
-		AcquireTimeout: 5 * time.Second, ConnectTimeout: 10 * time.Second}, dbfx.WithMonitor(p))
+		AcquireTimeout: 5 * time.Second, ConnectTimeout: 10 * time.Second}, fxtest.WithDrivers(), dbfx.WithMonitor(p))
 	if err != nil {
 		t.Fatal(err)
 	}

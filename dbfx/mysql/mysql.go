@@ -1,0 +1,191 @@
+// Package mysql is enginekit's MySQL and MariaDB driver, on
+// go-sql-driver/mysql. Put Module in the Fx graph beside dbfx.Module, or
+// give Driver() to dbfx.Open:
+//
+//	fx.New(fx.Supply(cfg), dbfx.Module, mysql.Module, ...)
+//	engine, err := dbfx.Open(ctx, cfg, dbfx.WithDriver(mysql.Driver()))
+//
+// A pool opened by hand takes its error classification and retries with
+// session.New(db, session.WithDriver(mysql.Driver())).
+//
+// DSNs: the driver's own form (user:pw@tcp(host:3306)/db?params) and
+// mysql://user:pw@host:3306/db?params URLs. The engine sets parseTime and
+// clientFoundRows (a DSN that turns either off is a config error),
+// interpolateParams (see dbfx's package documentation) and, unless the DSN
+// sets one, a connect timeout of Config.ConnectTimeout. The driver's own
+// log lines go to the engine's logger at debug level.
+//
+// Errors: deadlocks (1213) and lock wait timeouts (1205) are retried and
+// abort the transaction, 1062 is a unique violation, 1792 a refused write,
+// 1053, 1927 and 4031 a lost connection.
+package mysql
+
+import (
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/drv"
+)
+
+// Module puts the driver in the Fx graph, where dbfx.Module and dbfx.Named
+// find it.
+var Module fx.Option = dbfx.DriverModule(Driver())
+
+// Driver returns the MySQL and MariaDB driver.
+func Driver() dbfx.Driver { return myDriver }
+
+var myDriver = &drv.Driver{
+	Name:      "mysql",
+	Package:   "github.com/enginekit/enginekit/dbfx/mysql",
+	SQL:       dialect.New(dialect.MySQL, classify),
+	Resolve:   resolve,
+	Permanent: permanent,
+}
+
+func classify(err error) dialect.Class {
+	if errors.Is(err, mysql.ErrInvalidConn) {
+		return dialect.ConnLost | dialect.Aborting
+	}
+	var e *mysql.MySQLError
+	if !errors.As(err, &e) {
+		return 0
+	}
+	switch e.Number {
+	case 1213: // ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back
+		return dialect.Retryable | dialect.Aborting
+	case 1205: // ER_LOCK_WAIT_TIMEOUT: only the statement is rolled back, but a partial
+		// transaction must not be committed: enginekit rolls it back and retries
+		return dialect.Retryable | dialect.Aborting
+	case 1062: // ER_DUP_ENTRY
+		return dialect.Unique
+	case 1792: // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+		return dialect.ReadOnly
+	case 1053, 1927, 4031: // server shutdown, connection killed (MariaDB), idle disconnect (MySQL 8)
+		return dialect.ConnLost | dialect.Aborting
+	case 1243, 1615: // ER_UNKNOWN_STMT_HANDLER, ER_NEED_REPREPARE
+		return dialect.Stale
+	}
+	return 0
+}
+
+// permanent: the server answered and refused (access denied, unknown
+// database...): waiting will not change its mind.
+func permanent(err error) (bool, bool) {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return true, true
+	}
+	return false, false
+}
+
+func resolve(dsn string, o drv.Options) (*drv.Target, error) {
+	mc, err := parse(dsn, o)
+	if err != nil {
+		return nil, err
+	}
+	t := &drv.Target{Password: mc.Passwd, Host: mc.Addr + "/" + mc.DBName}
+	t.TLSOff = mc.Net != "unix" && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
+	t.Writer = func() (driver.Connector, error) { return mysql.NewConnector(mc) }
+	return t, nil
+}
+
+// parse reads and checks a DSN and sets what enginekit relies on.
+func parse(dsn string, o drv.Options) (*mysql.Config, error) {
+	if strings.HasPrefix(dsn, "mysql://") {
+		var err error
+		if dsn, err = urlToDSN(dsn); err != nil {
+			return nil, err
+		}
+	}
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid mysql DSN: %v", strings.TrimPrefix(err.Error(), "invalid DSN: "))
+	}
+	// enginekit relies on these: DATETIME scans into time.Time, and an
+	// UPDATE that changes nothing still counts the row it matched.
+	for param, on := range map[string]bool{"parseTime": mc.ParseTime, "clientFoundRows": mc.ClientFoundRows} {
+		if !on && strings.Contains(dsn, param+"=") {
+			return nil, fmt.Errorf("%s must be true (enginekit relies on it)", param)
+		}
+	}
+	mc.ParseTime, mc.ClientFoundRows = true, true
+	// A statement with arguments sent as it is takes one round trip instead
+	// of a server-side prepare, execute and close: the driver writes the
+	// values into the SQL text (escaped, outside strings and comments) and
+	// falls back to a prepare for a value it cannot write. Only where the
+	// DSN says nothing (false stays false), and never with a character set
+	// that can hide a backslash in a multibyte character (dbfx's package
+	// documentation says what it changes).
+	if !strings.Contains(dsn, "interpolateParams=") && interpolationSafe(dsn, mc) {
+		mc.InterpolateParams = true
+	}
+	if mc.Timeout == 0 {
+		mc.Timeout = o.ConnectTimeout
+	}
+	if o.Log != nil {
+		// The driver's own log lines go to the engine's logger, not stderr.
+		mc.Logger = logger{o.Log}
+	}
+	return mc, nil
+}
+
+// interpolationSafe reports whether the mysql driver may write values into
+// SQL text on connections of dsn: not when its character set or collation
+// (a charset or collation parameter, or a system variable set in the DSN)
+// is one whose multibyte characters may end in the byte of a backslash,
+// which escaping cannot tell apart.
+func interpolationSafe(dsn string, mc *mysql.Config) bool {
+	params := strings.ToLower(mc.Collation + " " + dsn[strings.LastIndex(dsn, "/")+1:])
+	for _, cs := range []string{"big5", "cp932", "gb2312", "gbk", "gb18030", "sjis"} {
+		if strings.Contains(params, cs) {
+			return false
+		}
+	}
+	return true
+}
+
+// urlToDSN turns mysql://user:pass@host:port/db?params into the
+// go-sql-driver form user:pass@tcp(host:port)/db?params.
+func urlToDSN(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("not a valid mysql URL: %v", err)
+	}
+	mc := mysql.NewConfig()
+	mc.User = u.User.Username()
+	mc.Passwd, _ = u.User.Password()
+	mc.Net, mc.Addr = "tcp", u.Host
+	if u.Port() == "" {
+		mc.Addr = net.JoinHostPort(u.Hostname(), "3306")
+	}
+	mc.DBName = strings.TrimPrefix(u.Path, "/")
+	dsn := mc.FormatDSN()
+	if u.RawQuery != "" {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		dsn += sep + u.RawQuery
+	}
+	return dsn, nil
+}
+
+// logger passes the mysql driver's log lines to zap at debug level: they
+// report connections the pool then replaces.
+type logger struct{ l *zap.Logger }
+
+func (m logger) Print(v ...any) { m.l.Debug("mysql driver: " + fmt.Sprint(v...)) }

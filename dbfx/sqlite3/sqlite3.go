@@ -1,0 +1,141 @@
+// Package sqlite3 is enginekit's SQLite driver, on mattn/go-sqlite3 (cgo).
+// Put Module in the Fx graph beside dbfx.Module, or give Driver() to
+// dbfx.Open:
+//
+//	fx.New(fx.Supply(cfg), dbfx.Module, sqlite3.Module, ...)
+//	engine, err := dbfx.Open(ctx, cfg, dbfx.WithDriver(sqlite3.Driver()))
+//
+// A pool opened by hand takes its error classification and retries with
+// session.New(db, session.WithDriver(sqlite3.Driver())).
+//
+// DSNs: a file path, a file: URI or :memory:. A file database runs in WAL
+// mode with a one-connection writer pool (_txlock=immediate, so writers
+// queue instead of failing busy) and a reader pool opened with
+// _query_only; foreign keys are enforced and a busy timeout set, unless
+// the DSN says otherwise. A DSN value that would break those guarantees
+// (a deferred _txlock, _query_only, a journal mode other than WAL) is a
+// config error. :memory: gets a private shared-cache name and one
+// connection that serves every scope.
+//
+// Errors: SQLITE_BUSY and SQLITE_LOCKED (with their extended codes) are
+// retried and abort the transaction, a UNIQUE or PRIMARY KEY constraint is
+// a unique violation, SQLITE_READONLY a refused write.
+package sqlite3
+
+import (
+	"crypto/rand"
+	"database/sql/driver"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	gosqlite3 "github.com/mattn/go-sqlite3"
+	"go.uber.org/fx"
+
+	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/drv"
+)
+
+// Module puts the driver in the Fx graph, where dbfx.Module and dbfx.Named
+// find it.
+var Module fx.Option = dbfx.DriverModule(Driver())
+
+// Driver returns the SQLite driver.
+func Driver() dbfx.Driver { return liteDriver }
+
+var liteDriver = &drv.Driver{
+	Name:    "sqlite3",
+	Package: "github.com/enginekit/enginekit/dbfx/sqlite3",
+	SQL:     dialect.New(dialect.SQLite, classify),
+	Resolve: resolve,
+}
+
+func classify(err error) dialect.Class {
+	var e gosqlite3.Error
+	if !errors.As(err, &e) {
+		return 0
+	}
+	switch e.Code {
+	case gosqlite3.ErrBusy, gosqlite3.ErrLocked:
+		return dialect.Retryable | dialect.Aborting
+	case gosqlite3.ErrReadonly:
+		return dialect.ReadOnly
+	}
+	switch e.ExtendedCode {
+	case gosqlite3.ErrConstraintUnique, gosqlite3.ErrConstraintPrimaryKey:
+		return dialect.Unique
+	}
+	return 0
+}
+
+// busyTimeout is the busy timeout enginekit sets unless the DSN does.
+const busyTimeout = "5000"
+
+func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
+	path, query, _ := strings.Cut(dsn, "?")
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid sqlite3 DSN: bad query string")
+	}
+	memory := path == ":memory:" || path == "file::memory:" || params.Get("mode") == "memory"
+	t := &drv.Target{Memory: memory, Host: path, Password: params.Get("_auth_pass")}
+	if v := firstOf(params, "_txlock"); v != "" && v != "immediate" && v != "exclusive" {
+		return nil, fmt.Errorf("_txlock=%s would let writers fail with SQLITE_BUSY_SNAPSHOT: use immediate", v)
+	}
+	if v := firstOf(params, "_query_only"); v != "" && v != "0" && v != "false" {
+		return nil, errors.New("_query_only is set by enginekit on its reader pool only: remove it")
+	}
+	if v := strings.ToLower(firstOf(params, "_journal_mode", "_journal")); !memory && v != "" && v != "wal" {
+		return nil, fmt.Errorf("_journal_mode=%s would block readers behind the writer: use WAL", v)
+	}
+	if memory && path == ":memory:" {
+		// A private name, so that two engines in one process never share it.
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		path = "file:enginekit-" + hex.EncodeToString(b[:])
+		params.Set("mode", "memory")
+		t.Host = ":memory:"
+	}
+	setDefault(params, "_txlock", "immediate")
+	// REFERENCES are enforced, as on the other databases.
+	if firstOf(params, "_foreign_keys", "_fk") == "" {
+		params.Set("_foreign_keys", "1")
+	}
+	if firstOf(params, "_busy_timeout", "_timeout") == "" {
+		params.Set("_busy_timeout", busyTimeout)
+	}
+	if !memory {
+		setDefault(params, "_journal_mode", "WAL")
+	}
+	t.Writer = connector(path + "?" + params.Encode())
+	if !memory {
+		params.Set("_txlock", "deferred")
+		params.Set("_query_only", "1")
+		params.Del("_journal_mode")
+		params.Del("_journal")
+		t.Reader = connector(path + "?" + params.Encode())
+	}
+	return t, nil
+}
+
+func connector(dsn string) func() (driver.Connector, error) {
+	return func() (driver.Connector, error) { return drv.DSNConnector(&gosqlite3.SQLiteDriver{}, dsn) }
+}
+
+func firstOf(v url.Values, keys ...string) string {
+	for _, k := range keys {
+		if s := v.Get(k); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func setDefault(v url.Values, key, value string) {
+	if v.Get(key) == "" {
+		v.Set(key, value)
+	}
+}
