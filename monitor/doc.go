@@ -9,18 +9,20 @@
 // errors; it also gives each connection a jittered lifetime and reports
 // connections held past a leak threshold.
 //
-// Monitors: Nop, Multi, NewZap (log lines), NewPrometheus (metrics), or
-// any type of your own with the two methods of Monitor:
+// Monitors: Nop, Multi, NewZap (log lines), prommon.New (Prometheus
+// metrics; in package github.com/enginekit/enginekit/monitor/prommon, so
+// that only the programs that use it link the Prometheus client), or any
+// type of your own with the two methods of Monitor:
 //
 //	reg := prometheus.NewRegistry()
-//	prom, err := monitor.NewPrometheus(reg)
+//	prom, err := prommon.New(reg)
 //	if err != nil { ... }
 //	m := monitor.Multi(prom, monitor.NewZap(logger))
-//	engine, err := dbfx.Open(ctx, cfg, dbfx.WithMonitor(m))
+//	engine, err := dbfx.Open(ctx, cfg, dbfx.WithDriver(postgres.Driver()), dbfx.WithMonitor(m))
 //
-// Under dbfx there is nothing to wire by hand: dbfx.Module takes a
-// monitor.Monitor and a prometheus.Registerer from the Fx graph when they
-// are there.
+// Under dbfx there is nothing to wire by hand: dbfx.Module takes the Fx
+// graph's monitor.Monitor when there is one, and prommon.Module provides
+// one on the graph's Prometheus registry.
 //
 // # The connector wrapper
 //

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/enginekit/enginekit/dbfx"
@@ -53,55 +51,6 @@ func mustExec(tb testing.TB, e *dbfx.Engine, query string, args ...any) {
 	}
 }
 
-// sample finds the series of family name whose labels include want.
-func sample(tb testing.TB, reg prometheus.Gatherer, name string, want map[string]string) *dto.Metric {
-	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatalf("Gather: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue next
-				}
-			}
-			return m
-		}
-	}
-	return nil
-}
-
-// opCount is the histogram's count for engine, operation and outcome.
-func opCount(tb testing.TB, reg prometheus.Gatherer, engine, op, outcome string) uint64 {
-	tb.Helper()
-	m := sample(tb, reg, "db_client_operation_duration_seconds",
-		map[string]string{"engine": engine, "operation": op, "outcome": outcome})
-	return m.GetHistogram().GetSampleCount()
-}
-
-// counter is the value of a counter or gauge series (0 when absent).
-func counter(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
-	tb.Helper()
-	m := sample(tb, reg, name, labels)
-	if m == nil {
-		return 0
-	}
-	if m.GetGauge() != nil {
-		return m.GetGauge().GetValue()
-	}
-	return m.GetCounter().GetValue()
-}
-
 // recorder is a monitor that keeps every event and passes leaks on.
 type recorder struct {
 	mu    sync.Mutex
@@ -130,12 +79,6 @@ func (r *recorder) Leak(e monitor.LeakEvent) {
 	case r.leaks <- e:
 	default:
 	}
-}
-
-func (r *recorder) txEvents() []monitor.TxEvent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]monitor.TxEvent(nil), r.txs...)
 }
 
 var errAgain = errors.New("again, please")

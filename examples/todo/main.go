@@ -46,7 +46,8 @@ func main() {
 // listener.
 func app() fx.Option {
 	return fx.Options(
-		fx.Provide(newLogger, newConfig, newMonitor),
+		fx.Provide(newLogger, newConfig),
+		fx.Decorate(logStatements),
 		fx.WithLogger(func(l *zap.Logger) fxevent.Logger {
 			fl := &fxevent.ZapLogger{Logger: l.Named("fx")}
 			fl.UseLogLevel(zapcore.DebugLevel) // Fx's wiring at debug; its errors stay errors
@@ -67,11 +68,11 @@ func newLogger() (*zap.Logger, error) {
 	return cfg.Build()
 }
 
-// newMonitor logs failed and slow statements and retried transactions.
-// dbfx.Module combines it with the Prometheus monitor it makes on the
-// registry of Module.
-func newMonitor(log *zap.Logger) monitor.Monitor {
-	return monitor.NewZap(log.Named("db"))
+// logStatements adds to the engine's monitor, the Prometheus one of
+// Module (prommon.Module), a monitor that logs failed and slow statements
+// and retried transactions.
+func logStatements(prom monitor.Monitor, log *zap.Logger) monitor.Monitor {
+	return monitor.Multi(prom, monitor.NewZap(log.Named("db")))
 }
 
 // Config holds the two configurations main reads from the environment.

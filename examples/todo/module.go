@@ -13,6 +13,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/monitor/prommon"
 )
 
 // embedded holds the goose migrations, one directory per dialect
@@ -23,10 +24,11 @@ var embedded embed.FS
 
 // Module is the whole service but its configuration, its database engine
 // (dbfx.Module) and its listener (Listener): the repositories, the
-// migrations, the Prometheus registry the engine reports to, the Service,
-// the handlers and the http.Handler that routes to them. main adds the
-// rest; tests build it with fxtest.New, which adds dbfx.Module on a
-// private database, and serve the http.Handler with httptest.
+// migrations, the Prometheus registry and the engine's monitor on it
+// (prommon.Module), the Service, the handlers and the http.Handler that
+// routes to them. main adds the rest; tests build it with fxtest.New,
+// which adds dbfx.Module on a private database, and serve the
+// http.Handler with httptest.
 func Module() fx.Option {
 	migrations, err := fs.Sub(embedded, "migrations")
 	if err != nil {
@@ -36,12 +38,13 @@ func Module() fx.Option {
 		dbfx.Options(dbfx.WithMigrations(migrations)),
 		dbfx.ProvideRepository[Todo, int64](),
 		dbfx.ProvideRepository[List, int64](),
+		// The engine's monitor: its metrics on the registry below.
+		prommon.Module,
 		fx.Provide(
-			// One registry for the engine's metrics (dbfx.Module takes the
-			// Registerer), the HTTP metrics and the Go runtime's; /metrics
-			// serves it (the Gatherer).
-			fx.Annotate(newRegistry,
-				fx.As(fx.Self()), fx.As(new(prometheus.Registerer)), fx.As(new(prometheus.Gatherer))),
+			// One registry for the engine's metrics (prommon.Module takes
+			// the *prometheus.Registry), the HTTP metrics and the Go
+			// runtime's; /metrics serves it (the Gatherer).
+			fx.Annotate(newRegistry, fx.As(fx.Self()), fx.As(new(prometheus.Gatherer))),
 			NewService,
 			NewHandlers,
 			routes,

@@ -1,24 +1,31 @@
-package monitor
+package prommon
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/enginekit/enginekit/monitor"
 )
 
-// DefaultBuckets are the bounds, in seconds, of the statement duration
-// histogram: OpenTelemetry's for db.client.operation.duration.
-var DefaultBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
+// DefaultBuckets returns the bounds, in seconds, of the statement duration
+// histogram: OpenTelemetry's for db.client.operation.duration. Each call
+// returns a new slice, so it may be extended:
+// Buckets(append(DefaultBuckets(), 30, 60)...).
+func DefaultBuckets() []float64 {
+	return []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
+}
 
-// Prometheus is a monitor that keeps Prometheus metrics. One serves every
-// engine of an application: series carry the engine's name in the label
-// "engine". It implements StatsSink: pool figures are read from the
-// engines at scrape time.
+// Monitor is a monitor.Monitor that keeps Prometheus metrics. One serves
+// every engine of an application: series carry the engine's name in the
+// label "engine". It implements monitor.StatsSink: pool figures are read
+// from the engines at scrape time.
 //
 // Metrics:
 //
@@ -35,7 +42,7 @@ var DefaultBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
 //	db_client_connection_leaks_total{engine}                        counter
 //
 // SQL text is never a label.
-type Prometheus struct {
+type Monitor struct {
 	ops     vecCache[prometheus.Observer]
 	txs     vecCache[prometheus.Counter]
 	retries vecCache[prometheus.Counter]
@@ -43,32 +50,33 @@ type Prometheus struct {
 }
 
 var (
-	_ Monitor   = (*Prometheus)(nil)
-	_ StatsSink = (*Prometheus)(nil)
+	_ monitor.Monitor   = (*Monitor)(nil)
+	_ monitor.StatsSink = (*Monitor)(nil)
 )
 
-// PromOption configures NewPrometheus.
-type PromOption func(*promConfig)
+// Option configures New.
+type Option func(*config)
 
-type promConfig struct {
+type config struct {
 	buckets []float64
 }
 
-// PromBuckets sets the bounds, in seconds, of the duration histogram
+// Buckets sets the bounds, in seconds, of the duration histogram
 // (DefaultBuckets otherwise).
-func PromBuckets(b ...float64) PromOption {
-	return func(c *promConfig) { c.buckets = b }
+func Buckets(b ...float64) Option {
+	b = slices.Clone(b)
+	return func(c *config) { c.buckets = b }
 }
 
-// NewPrometheus returns a monitor whose metrics are registered with reg.
-// Calling it again with the same reg (a second engine, a second app in one
-// process) is no error: the new monitor shares the metrics registered
-// first.
-func NewPrometheus(reg prometheus.Registerer, opts ...PromOption) (*Prometheus, error) {
+// New returns a monitor whose metrics are registered with reg. Calling it
+// again with the same reg (a second engine, a second app in one process)
+// is no error: the new monitor shares the metrics registered first, and
+// their buckets.
+func New(reg prometheus.Registerer, opts ...Option) (*Monitor, error) {
 	if reg == nil {
-		return nil, errors.New("monitor: NewPrometheus needs a prometheus.Registerer")
+		return nil, errors.New("prommon: New needs a prometheus.Registerer")
 	}
-	c := promConfig{buckets: DefaultBuckets}
+	c := config{buckets: DefaultBuckets()}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -98,11 +106,11 @@ func NewPrometheus(reg prometheus.Registerer, opts ...PromOption) (*Prometheus, 
 	if err != nil {
 		return nil, err
 	}
-	p := &Prometheus{pools: pools}
-	p.ops.get = func(lv [3]string) (prometheus.Observer, error) { return ops.GetMetricWithLabelValues(lv[:]...) }
-	p.txs.get = func(lv [3]string) (prometheus.Counter, error) { return txs.GetMetricWithLabelValues(lv[:]...) }
-	p.retries.get = func(lv [3]string) (prometheus.Counter, error) { return retries.GetMetricWithLabelValues(lv[:2]...) }
-	return p, nil
+	m := &Monitor{pools: pools}
+	m.ops.get = func(lv [3]string) (prometheus.Observer, error) { return ops.GetMetricWithLabelValues(lv[:]...) }
+	m.txs.get = func(lv [3]string) (prometheus.Counter, error) { return txs.GetMetricWithLabelValues(lv[:]...) }
+	m.retries.get = func(lv [3]string) (prometheus.Counter, error) { return retries.GetMetricWithLabelValues(lv[:2]...) }
+	return m, nil
 }
 
 // register registers c, or returns the collector of the same metrics that
@@ -119,47 +127,47 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		}
 	}
 	var zero C
-	return zero, fmt.Errorf("monitor: register metrics: %w", err)
+	return zero, fmt.Errorf("prommon: register metrics: %w", err)
 }
 
 // Query observes the statement's duration.
-func (p *Prometheus) Query(_ context.Context, e QueryEvent) {
+func (m *Monitor) Query(_ context.Context, e monitor.QueryEvent) {
 	outcome := "ok"
 	if e.Err != nil {
 		outcome = "error"
 	}
-	if o := p.ops.with([3]string{e.DB, string(e.Op), outcome}); o != nil {
+	if o := m.ops.with([3]string{e.DB, string(e.Op), outcome}); o != nil {
 		o.Observe(e.Duration.Seconds())
 	}
 }
 
 // Tx counts transactions by outcome, and retries.
-func (p *Prometheus) Tx(_ context.Context, e TxEvent) {
+func (m *Monitor) Tx(_ context.Context, e monitor.TxEvent) {
 	var outcome string
 	switch {
-	case e.Kind == TxRetry:
-		if c := p.retries.with([3]string{e.DB, e.Label}); c != nil {
+	case e.Kind == monitor.TxRetry:
+		if c := m.retries.with([3]string{e.DB, e.Label}); c != nil {
 			c.Inc()
 		}
 		return
-	case e.Kind == TxBegin && e.Err == nil:
+	case e.Kind == monitor.TxBegin && e.Err == nil:
 		return // counted when it ends
-	case e.Kind == TxRollback:
+	case e.Kind == monitor.TxRollback:
 		outcome = "rolled_back"
-	case e.Kind == TxCommit && e.Err == nil:
+	case e.Kind == monitor.TxCommit && e.Err == nil:
 		outcome = "committed"
 	default:
 		outcome = "failed"
 	}
-	if c := p.txs.with([3]string{e.DB, e.Label, outcome}); c != nil {
+	if c := m.txs.with([3]string{e.DB, e.Label, outcome}); c != nil {
 		c.Inc()
 	}
 }
 
 // AddStatsSource adds an engine's pool figures to the scrapes until remove
 // is called. Sources of the same name are added up.
-func (p *Prometheus) AddStatsSource(name string, stats func() PoolStats) (remove func()) {
-	return p.pools.add(name, stats)
+func (m *Monitor) AddStatsSource(name string, stats func() monitor.PoolStats) (remove func()) {
+	return m.pools.add(name, stats)
 }
 
 // vecCache finds the series of a metric vector by label values without
@@ -217,7 +225,7 @@ type poolCollector struct {
 
 type statsSource struct {
 	name  string
-	stats func() PoolStats
+	stats func() monitor.PoolStats
 }
 
 func newPoolCollector() *poolCollector {
@@ -244,7 +252,7 @@ func newPoolCollector() *poolCollector {
 	}
 }
 
-func (c *poolCollector) add(name string, stats func() PoolStats) func() {
+func (c *poolCollector) add(name string, stats func() monitor.PoolStats) func() {
 	s := &statsSource{name: name, stats: stats}
 	c.mu.Lock()
 	c.sources[s] = struct{}{}
@@ -269,7 +277,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		sources = append(sources, s)
 	}
 	c.mu.Unlock()
-	byName := map[string]PoolStats{}
+	byName := map[string]monitor.PoolStats{}
 	for _, s := range sources {
 		st := s.stats() // outside the lock: it may take the pool's
 		t := byName[s.name]

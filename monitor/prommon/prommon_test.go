@@ -1,10 +1,12 @@
-package monitor_test
+package prommon_test
 
 import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
@@ -12,15 +14,16 @@ import (
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
 	"github.com/enginekit/enginekit/monitor"
+	"github.com/enginekit/enginekit/monitor/prommon"
 	"github.com/enginekit/enginekit/session"
 )
 
-// TestPrometheusCounts runs known statements and finds each counted once
+// TestCounts runs known statements and finds each counted once
 // in the duration histogram, by operation and outcome.
-func TestPrometheusCounts(t *testing.T) {
+func TestCounts(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
 		reg := prometheus.NewRegistry()
-		prom, err := monitor.NewPrometheus(reg)
+		prom, err := prommon.New(reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,16 +108,16 @@ func TestPrometheusCounts(t *testing.T) {
 	})
 }
 
-// TestPrometheusTransactions counts session transactions by outcome and
+// TestTransactions counts session transactions by outcome and
 // their retries, under the scope's label.
-func TestPrometheusTransactions(t *testing.T) {
+func TestTransactions(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
 		reg := prometheus.NewRegistry()
-		prom, err := monitor.NewPrometheus(reg)
+		prom, err := prommon.New(reg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := newRecorder()
+		rec := &recorder{}
 		e := openEngine(t, cfg, dbfx.WithMonitor(monitor.Multi(prom, rec)))
 		mustExec(t, e, "CREATE TABLE m (id INTEGER PRIMARY KEY)")
 		ctx := testContext(t)
@@ -180,18 +183,17 @@ func TestPrometheusTransactions(t *testing.T) {
 	})
 }
 
-// TestTwoEnginesOneRegistry runs two engines of one Fx app on one
-// registry: no duplicate registration, series told apart by engine.
+// TestTwoEnginesOneRegistry runs two engines of one Fx app on Module and
+// one *prometheus.Registry, supplied as itself: no duplicate registration,
+// series told apart by engine.
 func TestTwoEnginesOneRegistry(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
 		reg := prometheus.NewRegistry()
-		rec := newRecorder()
 		var first, second *dbfx.Engine
 		app := fxtest.New(t,
-			fx.Supply(cfg),
+			fx.Supply(cfg, reg),
 			dbfx.Named("second", fxtest.SQLite(t)),
-			fx.Supply(fx.Annotate(reg, fx.As(new(prometheus.Registerer)))),
-			fx.Supply(fx.Annotate(rec, fx.As(new(monitor.Monitor)))),
+			prommon.Module,
 			fx.Populate(&first),
 			fx.Populate(fx.Annotate(&second, fx.ParamTags(`name:"second"`))),
 		)
@@ -216,12 +218,6 @@ func TestTwoEnginesOneRegistry(t *testing.T) {
 				t.Errorf("no pool figures for engine %s", name)
 			}
 		}
-		rec.mu.Lock()
-		seen := len(rec.qs)
-		rec.mu.Unlock()
-		if seen != 3 {
-			t.Errorf("the graph's own monitor saw %d statements, want 3", seen)
-		}
 		app.RequireStop()
 		// Closed engines leave the scrapes.
 		if sample(t, reg, "db_client_connection_max", map[string]string{"engine": "second"}) != nil {
@@ -230,16 +226,16 @@ func TestTwoEnginesOneRegistry(t *testing.T) {
 	})
 }
 
-// TestNewPrometheusTwice shares the metrics of the first registration.
-func TestNewPrometheusTwice(t *testing.T) {
+// TestNewTwice shares the metrics of the first registration.
+func TestNewTwice(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a, err := monitor.NewPrometheus(reg)
+	a, err := prommon.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := monitor.NewPrometheus(reg)
+	b, err := prommon.New(reg)
 	if err != nil {
-		t.Fatalf("second NewPrometheus: %v", err)
+		t.Fatalf("second New: %v", err)
 	}
 	ctx := context.Background()
 	a.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec})
@@ -266,7 +262,88 @@ func TestNewPrometheusTwice(t *testing.T) {
 	if sample(t, reg, "db_client_connection_max", map[string]string{"engine": "x"}) != nil {
 		t.Error("removed sources are still scraped")
 	}
-	if _, err := monitor.NewPrometheus(nil); err == nil {
-		t.Error("NewPrometheus(nil) succeeded")
+	if _, err := prommon.New(nil); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+}
+
+// TestLeaksCounted holds a connection past the leak threshold and finds
+// it in db_client_connection_leaks_total.
+func TestLeaksCounted(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		reg := prometheus.NewRegistry()
+		prom, err := prommon.New(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks := make(leakWatcher, 1)
+		cfg.LeakThreshold = time.Millisecond
+		e := openEngine(t, cfg, dbfx.WithMonitor(monitor.Multi(prom, leaks)))
+		ctx := testContext(t)
+		conn, err := e.DB().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-leaks: // counted before it is reported
+		case <-ctx.Done():
+			t.Fatal("no leak reported")
+		}
+		if got := counter(t, reg, "db_client_connection_leaks_total", map[string]string{"engine": e.Name()}); got < 1 {
+			t.Errorf("db_client_connection_leaks_total = %v, want at least 1", got)
+		}
+	})
+}
+
+// leakWatcher is a monitor that passes leak reports on.
+type leakWatcher chan monitor.LeakEvent
+
+func (leakWatcher) Query(context.Context, monitor.QueryEvent) {}
+func (leakWatcher) Tx(context.Context, monitor.TxEvent)       {}
+
+func (w leakWatcher) Leak(e monitor.LeakEvent) {
+	select {
+	case w <- e:
+	default:
+	}
+}
+
+// TestBuckets: the histogram has DefaultBuckets' bounds unless Buckets
+// sets others, and DefaultBuckets' slice is the caller's own.
+func TestBuckets(t *testing.T) {
+	b := prommon.DefaultBuckets()
+	b[0] = 42
+	tests := []struct {
+		name string
+		opts []prommon.Option
+		want []float64
+	}{
+		{"default", nil, prommon.DefaultBuckets()},
+		{"set", []prommon.Option{prommon.Buckets(append(prommon.DefaultBuckets(), 30)...)},
+			append(prommon.DefaultBuckets(), 30)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.want[0] == 42 {
+				t.Fatal("DefaultBuckets returned the slice a caller changed")
+			}
+			reg := prometheus.NewRegistry()
+			m, err := prommon.New(reg, tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Query(context.Background(), monitor.QueryEvent{DB: "x", Op: monitor.OpQuery})
+			var got []float64
+			for _, b := range sample(t, reg, "db_client_operation_duration_seconds", nil).GetHistogram().GetBucket() {
+				got = append(got, b.GetUpperBound())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("bounds = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
