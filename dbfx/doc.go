@@ -1,21 +1,24 @@
 // Package dbfx gives an application one engine per database: its pools, a
-// session.Manager, health checks, migrations and a graceful close, started
-// and stopped by Fx lifecycle hooks (or by Open and Close without Fx).
+// session.Manager, health checks, startup steps such as migrations and a
+// graceful close, started and stopped by Fx lifecycle hooks (or by Open
+// and Close without Fx).
 //
 //	app := fx.New(
 //		fx.Supply(dbfx.Config{DSN: os.Getenv("DATABASE_URL")}),
-//		dbfx.Module,                                    // *dbfx.Engine and *session.Manager
-//		dbfx.Options(dbfx.WithMigrations(migrations)),  // optional: goose migrations at start
-//		dbfx.ProvideRepository[User, int64](),          // *repo.Repository[User, int64]
-//		fx.Provide(NewUserHandler),                     // takes them by constructor injection
+//		dbfx.Module,                           // *dbfx.Engine and *session.Manager
+//		postgres.Module,                       // the driver (dbfx/postgres)
+//		migrate.Module(migrations),            // optional: goose migrations at start (dbfx/migrate)
+//		dbfx.ProvideRepository[User, int64](), // *repo.Repository[User, int64]
+//		fx.Provide(NewUserHandler),            // takes them by constructor injection
 //	)
 //
 // The engine connects in OnStart, retrying until Config.ConnectTimeout,
-// then applies migrations; fx.Invoke functions run before that, so they
-// must not query the database (register an OnStart hook instead). OnStop
-// closes the engine: new scopes fail with session.ErrClosed, scopes in
-// flight are awaited until the stop context ends, and the pools close.
-// Named provides a further database under an Fx name tag.
+// then runs its startup steps (WithStartup: migrations, say); fx.Invoke
+// functions run before that, so they must not query the database
+// (register an OnStart hook instead). OnStop closes the engine: new scopes
+// fail with session.ErrClosed, scopes in flight are awaited until the stop
+// context ends, and the pools close. Named provides a further database
+// under an Fx name tag.
 //
 // # MySQL: values written into the SQL
 //

@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -27,7 +26,7 @@ type options struct {
 	drivers    drivers
 	log        *zap.Logger
 	mon        monitor.Monitor
-	migrations fs.FS
+	startSteps []startupStep
 	prepareQ   bool
 }
 
@@ -68,7 +67,7 @@ type Engine struct {
 	sessions   *session.Manager
 	wrapped    []*monitor.Connector // the pools' connectors that observe them
 	unstats    func()               // stops handing the pool figures to the monitor
-	migrations fs.FS                // applied at start; nil: none
+	startSteps []startupStep        // WithStartup's steps
 	replicas   *replicaSet          // nil without Config.Replicas
 
 	closeOnce sync.Once
@@ -105,7 +104,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	c := r.cfg
-	e := &Engine{r: r, log: log, closed: make(chan struct{}), migrations: o.migrations}
+	e := &Engine{r: r, log: log, closed: make(chan struct{}), startSteps: o.startSteps}
 	sqlite := r.drv.SQL.Family() == dialect.SQLite
 	// Each connection of a pool with a lifetime expires at its own time
 	// (monitor.ConnectorOptions.MaxLifetime). The SQLite writer has none:
@@ -214,17 +213,16 @@ func (e *Engine) describe() string {
 	return fmt.Sprintf("engine %q (%s at %s)", e.Name(), e.Driver(), e.r.Host)
 }
 
-// start waits until every pool answers a ping, at most ConnectTimeout. When
-// it fails it closes the pools: Fx does not stop a hook whose start failed.
+// start waits until every pool answers a ping, at most ConnectTimeout,
+// then runs the startup steps. When it fails it closes the pools: Fx does
+// not stop a hook whose start failed.
 func (e *Engine) start(ctx context.Context) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	if e.migrations != nil {
-		if err := e.migrate(ctx, e.migrations); err != nil {
-			_ = e.closePools()
-			return err
-		}
+	if err := e.runStartup(ctx); err != nil {
+		_ = e.closePools()
+		return err
 	}
 	return nil
 }

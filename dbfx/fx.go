@@ -12,9 +12,20 @@ import (
 )
 
 // OptionsGroup is the Fx value group from which Module takes further
-// Options (migrations, say): provide them with Options, or with
+// Options (migrate.Module puts its migrations there): provide them with
+// Options, or with
 // fx.Provide(fx.Annotate(f, fx.ResultTags(`group:"enginekit.options"`))).
 const OptionsGroup = "enginekit.options"
+
+// Options hands Options to the primary engine of Module through the Fx
+// graph, in the OptionsGroup group: dbfx.Options(dbfx.WithPreparedQueries()).
+func Options(opts ...Option) fx.Option {
+	provides := make([]any, len(opts))
+	for i, o := range opts {
+		provides[i] = fx.Annotate(func() Option { return o }, fx.ResultTags(`group:"`+OptionsGroup+`"`))
+	}
+	return fx.Provide(provides...)
+}
 
 // defaultConfigName tags the Config that DefaultConfig supplies.
 const defaultConfigName = "enginekit.default"

@@ -82,6 +82,9 @@ func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
 	}
 	memory := path == ":memory:" || path == "file::memory:" || params.Get("mode") == "memory"
 	t := &drv.Target{Memory: memory, Host: path, Password: params.Get("_auth_pass")}
+	if !memory {
+		t.File = fileOf(path)
+	}
 	if v := firstOf(params, "_txlock"); v != "" && v != "immediate" && v != "exclusive" {
 		return nil, fmt.Errorf("_txlock=%s would let writers fail with SQLITE_BUSY_SNAPSHOT: use immediate", v)
 	}
@@ -123,6 +126,27 @@ func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
 
 func connector(dsn string) func() (driver.Connector, error) {
 	return func() (driver.Connector, error) { return drv.DSNConnector(&gosqlite3.SQLiteDriver{}, dsn) }
+}
+
+// fileOf is the file a DSN's path names: a file: URI's path,
+// percent-decoded, as SQLite reads it ("" for a URI naming a host, which
+// SQLite refuses), or the path itself.
+func fileOf(path string) string {
+	p, uri := strings.CutPrefix(path, "file:")
+	if !uri {
+		return path
+	}
+	if rest, ok := strings.CutPrefix(p, "//"); ok {
+		authority, abs, _ := strings.Cut(rest, "/")
+		if authority != "" && authority != "localhost" {
+			return ""
+		}
+		p = "/" + abs
+	}
+	if u, err := url.PathUnescape(p); err == nil {
+		p = u
+	}
+	return p
 }
 
 func firstOf(v url.Values, keys ...string) string {

@@ -13,11 +13,12 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/migrate"
 	"github.com/enginekit/enginekit/monitor/prommon"
 )
 
 // embedded holds the goose migrations, one directory per dialect
-// (postgres, mysql, sqlite3), as dbfx.WithMigrations reads them.
+// (postgres, mysql, sqlite3), as migrate.Module reads them.
 //
 //go:embed migrations
 var embedded embed.FS
@@ -35,7 +36,7 @@ func Module() fx.Option {
 		return fx.Error(err)
 	}
 	return fx.Module("todo",
-		dbfx.Options(dbfx.WithMigrations(migrations)),
+		migrate.Module(migrations), // applied at start
 		dbfx.ProvideRepository[Todo, int64](),
 		dbfx.ProvideRepository[List, int64](),
 		// The engine's monitor: its metrics on the registry below.

@@ -71,6 +71,7 @@ type Target struct {
 	// :memory:), which must never close.
 	Memory   bool
 	Host     string // where the database is, for messages: never the password
+	File     string // the database file (SQLite), for a lock beside it; "" otherwise
 	Password string // scrubbed from any error text
 	TLSOff   bool   // a network connection without TLS
 }

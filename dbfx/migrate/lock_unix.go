@@ -1,6 +1,6 @@
 //go:build unix
 
-package dbfx
+package migrate
 
 import (
 	"context"
