@@ -3,6 +3,7 @@ package dbfx
 import (
 	"go.uber.org/fx"
 
+	"github.com/enginekit/enginekit/internal/connwrap"
 	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/internal/drv"
 )
@@ -51,3 +52,13 @@ func DriverModule(d Driver) fx.Option {
 		fx.Provide(fx.Annotate(func() Driver { return d }, fx.ResultTags(`group:"`+DriversGroup+`"`))),
 	)
 }
+
+// DriverConn returns the driver's own connection inside one of an
+// engine's connections, as sql.Conn.Raw hands it: the engine's pools run
+// on a wrapper of each driver connection.
+//
+//	err := conn.Raw(func(c any) error {
+//		pc := dbfx.DriverConn(c).(driver.Conn) // the driver's own type
+//		...
+//	})
+func DriverConn(c any) any { return connwrap.Unwrap(c) }

@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"go.uber.org/zap"
 
+	"github.com/enginekit/enginekit/internal/connwrap"
 	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/internal/drv"
 	"github.com/enginekit/enginekit/monitor"
@@ -65,10 +66,10 @@ type Engine struct {
 	reader     *sqlx.DB // SQLite: query-only readers; nil otherwise
 	health     *sql.DB  // one connection kept for health checks; nil for SQLite in memory
 	sessions   *session.Manager
-	wrapped    []*monitor.Connector // the pools' connectors that observe them
-	unstats    func()               // stops handing the pool figures to the monitor
-	startSteps []startupStep        // WithStartup's steps
-	replicas   *replicaSet          // nil without Config.Replicas
+	wrapped    []*connwrap.Connector // the connectors under the pools
+	unstats    func()                // stops handing the pool figures to the monitor
+	startSteps []startupStep         // WithStartup's steps
+	replicas   *replicaSet           // nil without Config.Replicas
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,9 +108,9 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	e := &Engine{r: r, log: log, closed: make(chan struct{}), startSteps: o.startSteps}
 	sqlite := r.drv.SQL.Family() == dialect.SQLite
 	// Each connection of a pool with a lifetime expires at its own time
-	// (monitor.ConnectorOptions.MaxLifetime). The SQLite writer has none:
-	// its one connection may be the whole database.
-	watch := monitor.ConnectorOptions{DB: c.Name, Monitor: o.mon, SlowQuery: c.SlowQuery,
+	// (connwrap.Options.MaxLifetime). The SQLite writer has none: its one
+	// connection may be the whole database.
+	watch := connwrap.Options{DB: c.Name, Dialect: r.drv.SQL, Monitor: o.mon, SlowQuery: c.SlowQuery,
 		LeakThreshold: c.LeakThreshold, MaxLifetime: c.ConnMaxLifetime}
 	writerWatch := watch
 	if sqlite {
@@ -142,7 +143,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 			connect = r.Reader
 		}
 		conn, _ := connect() // it opened a pool above
-		e.health = sql.OpenDB(conn)
+		e.health = sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: c.Name, Dialect: r.drv.SQL}))
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
@@ -168,24 +169,22 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	if sink, ok := o.mon.(monitor.StatsSink); ok {
-		e.unstats = sink.AddStatsSource(c.Name, e.poolStats)
+		e.unstats = sink.AddStatsSource(c.Name, e.Stats)
 	}
 	return e, nil
 }
 
-// open opens a pool on the connector connect returns, through a wrapper
-// that observes it per w (the driver's own when w asks for nothing). sqlx
-// keeps the real driver name, on which its placeholders depend.
-func (e *Engine) open(connect func() (driver.Connector, error), w monitor.ConnectorOptions) (*sqlx.DB, error) {
+// open opens a pool on the connector connect returns, under the
+// connection wrapper (see internal/connwrap) set per w. sqlx keeps the
+// real driver name, on which its placeholders depend.
+func (e *Engine) open(connect func() (driver.Connector, error), w connwrap.Options) (*sqlx.DB, error) {
 	conn, err := connect()
 	if err != nil {
 		return nil, err
 	}
-	conn = monitor.WrapConnector(conn, w)
-	if wc, ok := conn.(*monitor.Connector); ok {
-		e.wrapped = append(e.wrapped, wc)
-	}
-	return sqlx.NewDb(sql.OpenDB(conn), e.r.cfg.Driver), nil
+	wc := connwrap.Wrap(conn, w)
+	e.wrapped = append(e.wrapped, wc)
+	return sqlx.NewDb(sql.OpenDB(wc), e.r.cfg.Driver), nil
 }
 
 func setPool(db *sql.DB, c Config) {
@@ -268,7 +267,7 @@ func (e *Engine) connect(ctx context.Context) error {
 }
 
 // openReplicas opens a pool and a health connection per replica.
-func (e *Engine) openReplicas(watch monitor.ConnectorOptions) error {
+func (e *Engine) openReplicas(watch connwrap.Options) error {
 	e.replicas = &replicaSet{log: e.log, driver: e.Driver(), interval: e.r.cfg.HealthInterval}
 	for _, rr := range e.r.replicas {
 		db, err := e.open(rr.Writer, watch)
@@ -277,7 +276,7 @@ func (e *Engine) openReplicas(watch monitor.ConnectorOptions) error {
 		}
 		setPool(db.DB, e.r.cfg)
 		conn, _ := rr.Writer() // it opened a pool above
-		health := sql.OpenDB(conn)
+		health := sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: e.Name(), Dialect: rr.drv.SQL}))
 		health.SetMaxOpenConns(1)
 		health.SetMaxIdleConns(1)
 		e.replicas.rs = append(e.replicas.rs, &replica{r: rr, db: db, health: health})

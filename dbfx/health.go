@@ -59,62 +59,24 @@ func (h Health) MarshalJSON() ([]byte, error) {
 
 // Stats are the figures of an engine's pools (the writer and, on SQLite,
 // the readers) and scopes.
-type Stats struct {
-	MaxOpen         int           `json:"max_open"`
-	Open            int           `json:"open"`
-	InUse           int           `json:"in_use"`
-	Idle            int           `json:"idle"`
-	Waiting         int64         `json:"waiting"`          // callers taking a connection right now
-	WaitCount       int64         `json:"wait_count"`       // waits for a connection so far
-	WaitDuration    time.Duration `json:"wait_duration_ns"` // their total time
-	AcquireTimeouts int64         `json:"acquire_timeouts"` // session.ErrAcquireTimeout returned so far
-	Scopes          int           `json:"scopes"`           // scopes in flight
-	Leaks           int64         `json:"leaks"`            // connections held past Config.LeakThreshold so far
-}
+type Stats = monitor.PoolStats
 
 // Stats returns the engine's figures. It never blocks on the pool.
 func (e *Engine) Stats() Stats {
 	var s Stats
-	w := e.db.Stats()
-	s.MaxOpen, s.Open, s.InUse, s.Idle = w.MaxOpenConnections, w.OpenConnections, w.InUse, w.Idle
-	s.WaitCount, s.WaitDuration = w.WaitCount, w.WaitDuration
-	if e.reader != nil {
-		r := e.reader.Stats()
-		s.MaxOpen += r.MaxOpenConnections
-		s.Open += r.OpenConnections
-		s.InUse += r.InUse
-		s.Idle += r.Idle
-		s.WaitCount += r.WaitCount
-		s.WaitDuration += r.WaitDuration
+	for _, db := range []*sqlx.DB{e.db, e.reader} {
+		if db != nil {
+			s.AddPool(db.Stats())
+		}
 	}
 	m := e.sessions.Stats()
 	s.Waiting, s.AcquireTimeouts, s.Scopes = m.Waiting, m.AcquireTimeouts, m.Active
 	for _, w := range e.wrapped {
-		s.Leaks += w.Stats().Leaks
+		ws := w.Stats()
+		s.Leaks += ws.Leaks
+		s.MaxLifetimeClosed += ws.Expired
 	}
 	return s
-}
-
-// poolStats are the figures the engine hands its monitor (a
-// monitor.StatsSink) for each scrape.
-func (e *Engine) poolStats() monitor.PoolStats {
-	s := e.Stats()
-	p := monitor.PoolStats{
-		MaxOpen: s.MaxOpen, Open: s.Open, InUse: s.InUse, Idle: s.Idle, Waiting: s.Waiting,
-		WaitCount: s.WaitCount, WaitDuration: s.WaitDuration, AcquireTimeouts: s.AcquireTimeouts, Leaks: s.Leaks,
-	}
-	for _, db := range []*sqlx.DB{e.db, e.reader} {
-		if db != nil {
-			st := db.Stats()
-			p.MaxIdleClosed += st.MaxIdleClosed
-			p.MaxIdleTimeClosed += st.MaxIdleTimeClosed
-			p.MaxLifetimeClosed += st.MaxLifetimeClosed
-		}
-	}
-	for _, w := range e.wrapped {
-		p.MaxLifetimeClosed += w.Stats().Expired
-	}
-	return p
 }
 
 // HealthTimeout bounds a health check whose ctx has no deadline.

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"time"
 )
@@ -66,6 +67,63 @@ type TxEvent struct {
 	Err      error // begin, commit or rollback failed; for retry, why the attempt failed
 }
 
+// QueryStart describes a statement about to be sent.
+type QueryStart struct {
+	DB   string              // the engine's name
+	Op   Op                  // what kind of statement
+	SQL  string              // its text ("" for begin, commit and rollback)
+	Args []driver.NamedValue // its arguments: valid during the call only
+}
+
+// QueryTracer is implemented by monitors that act when a statement starts,
+// such as a tracer that opens a span: the ctx QueryStart returns is the
+// one the Query call that ends the statement receives, so what it opened
+// is closed there without a map or a lock.
+type QueryTracer interface {
+	Monitor
+	QueryStart(ctx context.Context, e QueryStart) context.Context
+}
+
+// TxStart describes a transaction scope about to begin a transaction.
+type TxStart struct {
+	DB      string // the engine's name
+	Label   string // the scope's label (session.Label), "" when unnamed
+	Attempt int    // 1 for the first run, 2 for the first retry...
+}
+
+// TxTracer is implemented by monitors that act when a transaction scope
+// begins an attempt: the ctx TxStart returns is the ctx of the attempt,
+// so its statements' QueryStart calls see what TxStart put there (a
+// parent span), and it is the ctx of the Tx call that reports the
+// attempt's commit or rollback.
+type TxTracer interface {
+	Monitor
+	TxStart(ctx context.Context, e TxStart) context.Context
+}
+
+// PoolKind is what happened in a connection pool.
+type PoolKind string
+
+// The kinds of PoolEvent.
+const (
+	PoolConnected      PoolKind = "connected"       // a connection was opened
+	PoolConnectFailed  PoolKind = "connect_failed"  // opening one failed (Err)
+	PoolAcquireTimeout PoolKind = "acquire_timeout" // a caller waited AcquireTimeout for a connection in vain
+)
+
+// PoolEvent describes something that happened in an engine's pools.
+type PoolEvent struct {
+	DB       string // the engine's name
+	Kind     PoolKind
+	Duration time.Duration // how long the connect, or the wait, took
+	Err      error         // why a connect failed
+}
+
+// PoolMonitor is implemented by monitors that want pool events.
+type PoolMonitor interface {
+	Pool(ctx context.Context, e PoolEvent)
+}
+
 // LeakEvent reports a connection held longer than the leak threshold.
 type LeakEvent struct {
 	DB    string        // the engine's name
@@ -80,20 +138,36 @@ type LeakMonitor interface {
 	Leak(e LeakEvent)
 }
 
-// PoolStats are the figures of an engine's connection pools at one moment.
+// PoolStats are the figures of an engine's connection pools and scopes at
+// one moment (dbfx.Stats is this type). A figure is added here, and in
+// the one function of dbfx that fills them in.
 type PoolStats struct {
-	MaxOpen           int           // connections the pools may open (0: unlimited)
-	Open              int           // connections open, in use or idle
-	InUse             int           // connections checked out
-	Idle              int           // connections open and free
-	Waiting           int64         // callers waiting for a connection right now
-	WaitCount         int64         // waits for a connection so far
-	WaitDuration      time.Duration // their total time
-	AcquireTimeouts   int64         // waits that ended in an acquire timeout so far
-	MaxIdleClosed     int64         // connections closed because the idle pool was full
-	MaxIdleTimeClosed int64         // connections closed after ConnMaxIdleTime unused
-	MaxLifetimeClosed int64         // connections closed at the end of their lifetime
-	Leaks             int64         // connections reported as leaked so far
+	MaxOpen           int           `json:"max_open"`             // connections the pools may open (0: unlimited)
+	Open              int           `json:"open"`                 // connections open, in use or idle
+	InUse             int           `json:"in_use"`               // connections checked out
+	Idle              int           `json:"idle"`                 // connections open and free
+	Waiting           int64         `json:"waiting"`              // callers waiting for a connection right now
+	WaitCount         int64         `json:"wait_count"`           // waits for a connection so far
+	WaitDuration      time.Duration `json:"wait_duration_ns"`     // their total time
+	AcquireTimeouts   int64         `json:"acquire_timeouts"`     // waits that ended in an acquire timeout so far
+	MaxIdleClosed     int64         `json:"max_idle_closed"`      // connections closed because the idle pool was full
+	MaxIdleTimeClosed int64         `json:"max_idle_time_closed"` // connections closed after ConnMaxIdleTime unused
+	MaxLifetimeClosed int64         `json:"max_lifetime_closed"`  // connections closed at the end of their lifetime
+	Leaks             int64         `json:"leaks"`                // connections reported as leaked so far
+	Scopes            int           `json:"scopes"`               // session scopes in flight
+}
+
+// AddPool adds the figures of one database/sql pool to p.
+func (p *PoolStats) AddPool(s sql.DBStats) {
+	p.MaxOpen += s.MaxOpenConnections
+	p.Open += s.OpenConnections
+	p.InUse += s.InUse
+	p.Idle += s.Idle
+	p.WaitCount += s.WaitCount
+	p.WaitDuration += s.WaitDuration
+	p.MaxIdleClosed += s.MaxIdleClosed
+	p.MaxIdleTimeClosed += s.MaxIdleTimeClosed
+	p.MaxLifetimeClosed += s.MaxLifetimeClosed
 }
 
 // StatsSink is implemented by monitors that publish pool figures. An engine
@@ -124,8 +198,9 @@ func IsNop(m Monitor) bool {
 }
 
 // Multi returns a monitor that hands every event to each of ms in turn.
-// It forwards StatsSink and LeakMonitor to those of ms that implement
-// them. Nil and Nop monitors are dropped; with none left it is Nop, with
+// It forwards QueryTracer, TxTracer, PoolMonitor, LeakMonitor and
+// StatsSink to those of ms that implement them (a start hook's ctx goes
+// from one to the next, in order). Nil and Nop monitors are dropped; with none left it is Nop, with
 // one left it is that one.
 func Multi(ms ...Monitor) Monitor {
 	var keep multi
@@ -152,7 +227,36 @@ type multi []Monitor
 var (
 	_ StatsSink   = multi(nil)
 	_ LeakMonitor = multi(nil)
+	_ QueryTracer = multi(nil)
+	_ TxTracer    = multi(nil)
+	_ PoolMonitor = multi(nil)
 )
+
+func (ms multi) QueryStart(ctx context.Context, e QueryStart) context.Context {
+	for _, m := range ms {
+		if t, ok := m.(QueryTracer); ok {
+			ctx = t.QueryStart(ctx, e)
+		}
+	}
+	return ctx
+}
+
+func (ms multi) TxStart(ctx context.Context, e TxStart) context.Context {
+	for _, m := range ms {
+		if t, ok := m.(TxTracer); ok {
+			ctx = t.TxStart(ctx, e)
+		}
+	}
+	return ctx
+}
+
+func (ms multi) Pool(ctx context.Context, e PoolEvent) {
+	for _, m := range ms {
+		if p, ok := m.(PoolMonitor); ok {
+			p.Pool(ctx, e)
+		}
+	}
+}
 
 func (ms multi) Query(ctx context.Context, e QueryEvent) {
 	for _, m := range ms {

@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/monitor"
 )
 
 // Manager opens session and transaction scopes on one database and carries
@@ -26,6 +27,9 @@ type Manager struct {
 	key   scopeKey
 	kill  context.Context // cancelled when Close gives up waiting
 	abort context.CancelCauseFunc
+
+	tracer  monitor.TxTracer    // the monitor, when it traces scopes
+	poolMon monitor.PoolMonitor // the monitor, when it takes pool events
 
 	mu     sync.Mutex
 	closed bool
@@ -69,6 +73,8 @@ func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("session: the pool's driver name %q does not match the %s driver given: open it with sqlx.NewDb(db, %q)", db.DriverName(), d, d.Name())
 	}
 	m := &Manager{w: db, r: cfg.reader, d: d, cfg: cfg, idle: make(chan struct{})}
+	m.tracer, _ = cfg.mon.(monitor.TxTracer)
+	m.poolMon, _ = cfg.mon.(monitor.PoolMonitor)
 	m.bind = binder{driver: db.DriverName(), bindType: sqlx.BindType(db.DriverName())}
 	m.pool = poolQuerier{binder: m.bind, m: m, db: db}
 	m.ppool = poolQuerier{binder: m.bind, m: m, db: db, prep: true}
@@ -273,7 +279,7 @@ func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
 // inside the scope parent (nil: none), failing fast when the enclosing
 // scopes already hold every connection of pool.
 func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) (*sqlx.Conn, error) {
-	if err := m.checkSpare(parent, pool, reader); err != nil {
+	if err := m.checkSpare(ctx, parent, pool, reader); err != nil {
 		return nil, err
 	}
 	return m.acquire(ctx, pool)
@@ -294,7 +300,7 @@ func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error
 		return nil, err
 	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		m.timeouts.Add(1)
+		m.acquireTimedOut(ctx, m.cfg.acquireTimeout)
 		st := pool.Stats()
 		return nil, fmt.Errorf("%w: no connection free within %s (%d of %d in use)",
 			ErrAcquireTimeout, m.cfg.acquireTimeout, st.InUse, st.MaxOpenConnections)

@@ -13,13 +13,22 @@ import (
 
 // WithMonitor reports the transactions of the Manager's scopes to mon, as
 // the database named db: begin, commit, rollback and retry, with the
-// scope's Label and the attempt. Statements are reported by the pool's
-// connector (see monitor.WrapConnector), not here.
+// scope's Label and the attempt; TxStart to a monitor.TxTracer, and
+// acquire timeouts to a monitor.PoolMonitor. Statements are reported by
+// the connection wrapper under an engine's pools, not here.
 func WithMonitor(db string, mon monitor.Monitor) Option {
 	return func(c *config) {
 		if !monitor.IsNop(mon) {
 			c.mon, c.db = mon, db
 		}
+	}
+}
+
+// acquireTimedOut counts an acquire timeout and reports it.
+func (m *Manager) acquireTimedOut(ctx context.Context, waited time.Duration) {
+	m.timeouts.Add(1)
+	if m.poolMon != nil {
+		m.poolMon.Pool(ctx, monitor.PoolEvent{DB: m.cfg.db, Kind: monitor.PoolAcquireTimeout, Duration: waited})
 	}
 }
 

@@ -93,7 +93,6 @@ func (q *scopeQuerier) QueryContext(ctx context.Context, query string, args ...a
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
-	q.s.track(rows)
 	return rows, nil
 }
 
@@ -113,7 +112,6 @@ func (q *scopeQuerier) QueryxContext(ctx context.Context, query string, args ...
 	if err != nil {
 		return nil, q.s.observe(err)
 	}
-	q.s.track(rows.Rows)
 	return rows, nil
 }
 
@@ -139,8 +137,6 @@ func (q *scopeQuerier) QueryRowxContext(ctx context.Context, query string, args 
 		if row == nil || row.Err() != err { // a staleError, for the owning scope's retry
 			row = q.s.m.w.QueryRowxContext(failedContext{ctx, err}, query, args...)
 		}
-	} else {
-		q.s.track(rowsOf(row))
 	}
 	return row
 }
@@ -209,7 +205,7 @@ type poolQuerier struct {
 
 // spare fails fast when the scopes in ctx hold every connection of the pool.
 func (q *poolQuerier) spare(ctx context.Context) error {
-	return q.m.checkSpare(q.m.current(ctx), q.db, false)
+	return q.m.checkSpare(ctx, q.m.current(ctx), q.db, false)
 }
 
 // conn takes a connection for one statement, under the acquire timeout.

@@ -15,6 +15,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/monitor"
 )
 
 // scope is one scope in a context: a pinned connection, the transaction
@@ -45,7 +46,6 @@ type txn struct {
 	tx      *sqlx.Tx
 	aborted atomic.Pointer[error] // the error that aborted the whole transaction
 	seq     atomic.Int64          // savepoint names
-	read    readRows              // result sets whose errors are yet to be seen
 	stmts   txStmts               // cached statements bound to it
 }
 
@@ -339,6 +339,9 @@ func (m *Manager) backoff(ctx context.Context, p RetryPolicy, attempt int) error
 func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig, attempt int) ([]func(context.Context), error) {
 	sctx, done := m.scopeContext(ctx, c.timeout)
 	defer done()
+	if m.tracer != nil {
+		sctx = m.tracer.TxStart(sctx, monitor.TxStart{DB: m.cfg.db, Label: c.label, Attempt: attempt})
+	}
 	s := m.newScope(parent, nil)
 	s.readOnly = readOnly
 	if parent != nil && parent.conn != nil && c.mode != RequiresNew {
@@ -427,7 +430,7 @@ func (m *Manager) beginTx(ctx context.Context, conn *sqlx.Conn, opts *sql.TxOpti
 // ancestors) already hold every connection pool may open, so that waiting
 // for another could only time out: a RequiresNew scope, or a NotSupported
 // one that needs the pool, inside a transaction on SQLite's single writer.
-func (m *Manager) checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
+func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) error {
 	if parent == nil {
 		return nil
 	}
@@ -444,7 +447,7 @@ func (m *Manager) checkSpare(parent *scope, pool *sqlx.DB, reader bool) error {
 	if held < max {
 		return nil
 	}
-	m.timeouts.Add(1)
+	m.acquireTimedOut(ctx, 0)
 	return fmt.Errorf("%w: another connection is needed, but the enclosing scopes hold all %d the pool may open",
 		ErrAcquireTimeout, max)
 }
@@ -464,7 +467,6 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 		_ = s.rollback(tx)
 		return nil, context.Cause(ctx)
 	}
-	s.tx.sweep()
 	cause := s.rollbackCause()
 	if fnErr == nil && cause == nil {
 		if err := s.commit(tx); err != nil {
@@ -572,26 +574,36 @@ func (s *scope) nested(ctx context.Context, fn func(context.Context) error, read
 	}()
 	err := fn(&scopeCtx{ctx, ns})
 	finished = true
-	ns.tx.sweep()
 	if ctx.Err() != nil {
 		ns.rollbackTo(ctx)
 		return context.Cause(ctx)
 	}
-	if err == nil {
-		cause := ns.rollbackCause()
-		if cause == nil {
-			if _, err := s.q.ExecContext(ctx, s.m.d.ReleaseSavepoint(name)); err != nil {
-				return err
-			}
+	if err != nil {
+		// fn's error may be one its connection met while rows were read,
+		// which no statement of the scope returned: what it aborted is
+		// known here.
+		if s.m.d.Tagged(err) {
+			ns.observe(err)
+		}
+		ns.rollbackTo(ctx)
+		return err
+	}
+	cause := ns.rollbackCause()
+	if cause == nil {
+		// The connection refuses RELEASE with the error that aborted the
+		// transaction, when one did that no statement of fn returned (met
+		// while rows were read, and dropped).
+		_, err := ns.tx.tx.ExecContext(ctx, s.m.d.ReleaseSavepoint(name))
+		if err == nil {
 			s.mu.Lock()
 			s.afterCommit = append(s.afterCommit, ns.afterCommit...)
 			s.mu.Unlock()
 			return nil
 		}
-		err = fmt.Errorf("%w to a savepoint: %w", ErrUnexpectedRollback, cause)
+		cause = ns.observe(err)
 	}
 	ns.rollbackTo(ctx)
-	return err
+	return fmt.Errorf("%w to a savepoint: %w", ErrUnexpectedRollback, cause)
 }
 
 // rollbackTo undoes a Nested scope's work. When the whole transaction is
@@ -618,7 +630,6 @@ func (s *scope) target() (target, error) {
 	if s.tx == nil {
 		return s.conn, nil
 	}
-	s.tx.sweep()
 	if p := s.tx.aborted.Load(); p != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAborted, *p)
 	}
@@ -633,8 +644,16 @@ func (s *scope) target() (target, error) {
 	return s.tx.tx, nil
 }
 
-// observe records what a statement's error means for the scope.
+// observe records what a statement's error means for the scope. A
+// statement the connection refused because an earlier error aborted the
+// transaction (one met while rows were read, that no statement returned)
+// records that error and fails with ErrAborted.
 func (s *scope) observe(err error) error {
+	var refused *dialect.Refused
+	if errors.As(err, &refused) {
+		s.observe(refused.Cause)
+		return fmt.Errorf("%w: %w", ErrAborted, refused.Cause)
+	}
 	c := s.m.d.Classify(err)
 	if c.Has(dialect.ReadOnly) {
 		err = fmt.Errorf("%w: %w", ErrReadOnly, err)

@@ -20,6 +20,10 @@
 // Errors: SQLITE_BUSY and SQLITE_LOCKED (with their extended codes) are
 // retried and abort the transaction, a UNIQUE or PRIMARY KEY constraint is
 // a unique violation, SQLITE_READONLY a refused write.
+//
+// go-sqlite3 is C: built with CGO_ENABLED=0 the package still compiles,
+// so that a program that imports it can be built and vetted, but every
+// SQLite DSN is a config error saying so.
 package sqlite3
 
 import (
@@ -53,28 +57,13 @@ var liteDriver = &drv.Driver{
 	Resolve: resolve,
 }
 
-func classify(err error) dialect.Class {
-	var e gosqlite3.Error
-	if !errors.As(err, &e) {
-		return 0
-	}
-	switch e.Code {
-	case gosqlite3.ErrBusy, gosqlite3.ErrLocked:
-		return dialect.Retryable | dialect.Aborting
-	case gosqlite3.ErrReadonly:
-		return dialect.ReadOnly
-	}
-	switch e.ExtendedCode {
-	case gosqlite3.ErrConstraintUnique, gosqlite3.ErrConstraintPrimaryKey:
-		return dialect.Unique
-	}
-	return 0
-}
-
 // busyTimeout is the busy timeout enginekit sets unless the DSN does.
 const busyTimeout = "5000"
 
 func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
+	if errNoCgo != nil {
+		return nil, errNoCgo
+	}
 	path, query, _ := strings.Cut(dsn, "?")
 	params, err := url.ParseQuery(query)
 	if err != nil {

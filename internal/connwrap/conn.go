@@ -1,10 +1,17 @@
-package monitor
+package connwrap
 
 import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
 	"time"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/monitor"
 )
 
 // conn wraps a driver connection. It claims the optional interfaces that
@@ -27,9 +34,12 @@ type conn struct {
 	lk       *leakState // nil without a leak threshold
 
 	// The transaction in progress, which connTx (this conn under another
-	// type, so that BeginTx allocates nothing) commits or rolls back.
-	tx    driver.Tx
-	txCtx context.Context
+	// type, so that BeginTx allocates nothing) commits or rolls back, and
+	// the error that aborted it, if one did: until a ROLLBACK, statements
+	// are refused with it, and COMMIT rolls back and returns it.
+	tx      driver.Tx
+	txCtx   context.Context
+	aborted error
 }
 
 var (
@@ -65,6 +75,39 @@ func (c *conn) pastAge() bool {
 		c.w.expired.Add(1)
 	}
 	return c.expired
+}
+
+// refuse returns the error that aborted the transaction in progress, for
+// any statement but a ROLLBACK (TO SAVEPOINT), which may recover it.
+func (c *conn) refuse(query string) error {
+	if c.aborted == nil || isRollback(query) {
+		return nil
+	}
+	return &dialect.Refused{Cause: c.aborted}
+}
+
+// settle tags a statement's error and, in a transaction, remembers one
+// that aborts it. A ROLLBACK TO SAVEPOINT that succeeds recovers the
+// transaction (PostgreSQL; after a MySQL deadlock it fails: the
+// savepoints are gone).
+func (c *conn) settle(query string, err error) error {
+	if err == nil {
+		if c.aborted != nil && isRollback(query) {
+			c.aborted = nil
+		}
+		return nil
+	}
+	err = c.w.tag(err)
+	if c.tx != nil && c.aborted == nil && c.w.d.Classify(err).Has(dialect.Aborting) {
+		c.aborted = err
+	}
+	return err
+}
+
+// isRollback reports whether query is a ROLLBACK statement.
+func isRollback(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n")
+	return len(q) >= len("ROLLBACK") && strings.EqualFold(q[:len("ROLLBACK")], "ROLLBACK")
 }
 
 // The wrappers of connections that have ExecerContext or QueryerContext
@@ -112,6 +155,7 @@ func (c connEQ) QueryContext(ctx context.Context, query string, args []driver.Na
 // resetSession is called when the pool hands the connection out again
 // (a connection without it starts its leak clock at its first use).
 func (c *conn) resetSession(ctx context.Context) error {
+	c.aborted = nil
 	if c.pastAge() {
 		return driver.ErrBadConn
 	}
@@ -160,12 +204,12 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 
 func (c *conn) execContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	c.use()
+	if err := c.refuse(query); err != nil {
+		return nil, err
+	}
 	var res driver.Result
 	var err error
-	var begun time.Time
-	if c.w.mon != nil {
-		begun = time.Now()
-	}
+	octx, begun := c.w.start(ctx, monitor.OpExec, query, args)
 	switch e := c.c.(type) {
 	case driver.ExecerContext:
 		res, err = e.ExecContext(ctx, query, args)
@@ -181,20 +225,24 @@ func (c *conn) execContext(ctx context.Context, query string, args []driver.Name
 	default:
 		return nil, driver.ErrSkip
 	}
-	if c.w.mon != nil && err != driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
-		c.w.observe(ctx, OpExec, query, args, begun, rowsAffected(res, err), err)
+	if err == driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
+		return nil, err
+	}
+	err = c.settle(query, err)
+	if c.w.mon != nil {
+		c.w.observe(octx, monitor.OpExec, query, args, begun, rowsAffected(res, err), err)
 	}
 	return res, err
 }
 
 func (c *conn) queryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	c.use()
+	if err := c.refuse(query); err != nil {
+		return nil, err
+	}
 	var rows driver.Rows
 	var err error
-	var begun time.Time
-	if c.w.mon != nil {
-		begun = time.Now()
-	}
+	octx, begun := c.w.start(ctx, monitor.OpQuery, query, args)
 	switch q := c.c.(type) {
 	case driver.QueryerContext:
 		rows, err = q.QueryContext(ctx, query, args)
@@ -210,10 +258,14 @@ func (c *conn) queryContext(ctx context.Context, query string, args []driver.Nam
 	default:
 		return nil, driver.ErrSkip
 	}
-	if c.w.mon != nil && err != driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
-		c.w.observe(ctx, OpQuery, query, args, begun, -1, err)
+	if err == driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
+		return nil, err
 	}
-	return rows, err
+	err = c.settle(query, err)
+	if c.w.mon != nil {
+		c.w.observe(octx, monitor.OpQuery, query, args, begun, -1, err)
+	}
+	return c.wrapRows(rows), err
 }
 
 func (c *conn) Prepare(query string) (driver.Stmt, error) {
@@ -222,10 +274,10 @@ func (c *conn) Prepare(query string) (driver.Stmt, error) {
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	c.use()
-	var begun time.Time
-	if c.w.mon != nil {
-		begun = time.Now()
+	if err := c.refuse(query); err != nil {
+		return nil, err
 	}
+	octx, begun := c.w.start(ctx, monitor.OpPrepare, query, nil)
 	var s driver.Stmt
 	var err error
 	if p, ok := c.c.(driver.ConnPrepareContext); ok {
@@ -238,16 +290,12 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 			s, err = nil, ctx.Err()
 		}
 	}
+	err = c.settle(query, err)
 	if c.w.mon != nil {
-		c.w.observe(ctx, OpPrepare, query, nil, begun, -1, err)
+		c.w.observe(octx, monitor.OpPrepare, query, nil, begun, -1, err)
 	}
 	if err != nil {
 		return nil, err
-	}
-	if c.w.mon == nil {
-		// Nothing to time: the driver's statement as it is (database/sql
-		// falls back on this conn's CheckNamedValue, which forwards).
-		return s, nil
 	}
 	return wrapStmt(s, c, query), nil
 }
@@ -263,10 +311,7 @@ var (
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	c.use()
-	var begun time.Time
-	if c.w.mon != nil {
-		begun = time.Now()
-	}
+	octx, begun := c.w.start(ctx, monitor.OpBegin, "", nil)
 	var tx driver.Tx
 	var err error
 	if b, ok := c.c.(driver.ConnBeginTx); ok {
@@ -285,42 +330,48 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 			tx, err = nil, ctx.Err()
 		}
 	}
+	err = c.w.tag(err)
 	if c.w.mon != nil {
-		c.w.observe(ctx, OpBegin, "", nil, begun, -1, err)
+		c.w.observe(octx, monitor.OpBegin, "", nil, begun, -1, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.tx, c.txCtx = tx, ctx
+	c.tx, c.txCtx, c.aborted = tx, ctx, nil
 	return (*connTx)(c), nil
 }
 
 // connTx is the transaction in progress on a conn.
 type connTx conn
 
-func (t *connTx) Commit() error   { return (*conn)(t).end(OpCommit) }
-func (t *connTx) Rollback() error { return (*conn)(t).end(OpRollback) }
+func (t *connTx) Commit() error   { return (*conn)(t).end(monitor.OpCommit) }
+func (t *connTx) Rollback() error { return (*conn)(t).end(monitor.OpRollback) }
 
-func (c *conn) end(op Op) error {
-	tx, ctx := c.tx, c.txCtx
-	c.tx, c.txCtx = nil, nil
+// end commits or rolls back the transaction in progress. A transaction an
+// error aborted is rolled back instead of committed, and its COMMIT
+// returns that error: nothing after the error may be committed.
+func (c *conn) end(op monitor.Op) error {
+	tx, ctx, aborted := c.tx, c.txCtx, c.aborted
+	c.tx, c.txCtx, c.aborted = nil, nil, nil
 	if tx == nil {
 		return driver.ErrBadConn // ended twice: database/sql never does
 	}
-	if c.w.mon == nil {
-		if op == OpCommit {
-			return tx.Commit()
-		}
-		return tx.Rollback()
+	if op == monitor.OpCommit && aborted != nil {
+		op = monitor.OpRollback
 	}
-	begun := time.Now()
+	octx, begun := c.w.start(ctx, op, "", nil)
 	var err error
-	if op == OpCommit {
-		err = tx.Commit()
+	if op == monitor.OpCommit {
+		err = c.w.tag(tx.Commit())
 	} else {
-		err = tx.Rollback()
+		err = c.w.tag(tx.Rollback())
 	}
-	c.w.observe(ctx, op, "", nil, begun, -1, err)
+	if c.w.mon != nil {
+		c.w.observe(octx, op, "", nil, begun, -1, err)
+	}
+	if aborted != nil {
+		return fmt.Errorf("transaction rolled back instead of committed: an earlier error aborted it: %w", aborted)
+	}
 	return err
 }
 
@@ -389,11 +440,11 @@ func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	mon := s.c.w.mon
-	var begun time.Time
-	if mon != nil {
-		begun = time.Now()
+	c := s.c
+	if err := c.refuse(s.query); err != nil {
+		return nil, err
 	}
+	octx, begun := c.w.start(ctx, monitor.OpExec, s.query, args)
 	var res driver.Result
 	var err error
 	if e, ok := s.s.(driver.StmtExecContext); ok {
@@ -408,18 +459,19 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		}
 		res, err = s.s.Exec(dargs) //nolint:staticcheck // database/sql's fallback
 	}
-	if mon != nil {
-		s.c.w.observe(ctx, OpExec, s.query, args, begun, rowsAffected(res, err), err)
+	err = c.settle(s.query, err)
+	if c.w.mon != nil {
+		c.w.observe(octx, monitor.OpExec, s.query, args, begun, rowsAffected(res, err), err)
 	}
 	return res, err
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	mon := s.c.w.mon
-	var begun time.Time
-	if mon != nil {
-		begun = time.Now()
+	c := s.c
+	if err := c.refuse(s.query); err != nil {
+		return nil, err
 	}
+	octx, begun := c.w.start(ctx, monitor.OpQuery, s.query, args)
 	var rows driver.Rows
 	var err error
 	if q, ok := s.s.(driver.StmtQueryContext); ok {
@@ -434,8 +486,101 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 		}
 		rows, err = s.s.Query(dargs) //nolint:staticcheck // database/sql's fallback
 	}
-	if mon != nil {
-		s.c.w.observe(ctx, OpQuery, s.query, args, begun, -1, err)
+	err = c.settle(s.query, err)
+	if c.w.mon != nil {
+		c.w.observe(octx, monitor.OpQuery, s.query, args, begun, -1, err)
 	}
-	return rows, err
+	return c.wrapRows(rows), err
+}
+
+// wrapRows wraps the rows of a query run in a transaction, so that an
+// error met while they are read is seen (see settle); outside one, the
+// driver's rows are returned as they are.
+func (c *conn) wrapRows(r driver.Rows) driver.Rows {
+	if r == nil || c.tx == nil {
+		return r
+	}
+	return &rows{Rows: r, c: c}
+}
+
+// rows wraps a result set read in a transaction. It claims the optional
+// interfaces of driver.Rows, answering as database/sql does for those the
+// driver's rows lack. database/sql calls it under the connection's lock,
+// as it calls the connection.
+type rows struct {
+	driver.Rows
+	c *conn
+}
+
+var (
+	_ driver.RowsNextResultSet              = (*rows)(nil)
+	_ driver.RowsColumnTypeScanType         = (*rows)(nil)
+	_ driver.RowsColumnTypeDatabaseTypeName = (*rows)(nil)
+	_ driver.RowsColumnTypeLength           = (*rows)(nil)
+	_ driver.RowsColumnTypeNullable         = (*rows)(nil)
+	_ driver.RowsColumnTypePrecisionScale   = (*rows)(nil)
+)
+
+func (r *rows) Next(dest []driver.Value) error {
+	err := r.Rows.Next(dest)
+	if err != nil && err != io.EOF { //nolint:errorlint // the driver's end of rows, compared so by database/sql
+		err = r.c.settle("", err)
+	}
+	return err
+}
+
+func (r *rows) HasNextResultSet() bool {
+	if n, ok := r.Rows.(driver.RowsNextResultSet); ok {
+		return n.HasNextResultSet()
+	}
+	return false
+}
+
+func (r *rows) NextResultSet() error {
+	n, ok := r.Rows.(driver.RowsNextResultSet)
+	if !ok {
+		return io.EOF
+	}
+	err := n.NextResultSet()
+	if err != nil && err != io.EOF { //nolint:errorlint // as in Next
+		err = r.c.settle("", err)
+	}
+	return err
+}
+
+var anyType = reflect.TypeFor[any]()
+
+func (r *rows) ColumnTypeScanType(i int) reflect.Type {
+	if t, ok := r.Rows.(driver.RowsColumnTypeScanType); ok {
+		return t.ColumnTypeScanType(i)
+	}
+	return anyType
+}
+
+func (r *rows) ColumnTypeDatabaseTypeName(i int) string {
+	if t, ok := r.Rows.(driver.RowsColumnTypeDatabaseTypeName); ok {
+		return t.ColumnTypeDatabaseTypeName(i)
+	}
+	return ""
+}
+
+func (r *rows) ColumnTypeLength(i int) (int64, bool) {
+	if t, ok := r.Rows.(driver.RowsColumnTypeLength); ok {
+		return t.ColumnTypeLength(i)
+	}
+	return 0, false
+}
+
+func (r *rows) ColumnTypeNullable(i int) (nullable, ok bool) {
+	if t, ok := r.Rows.(driver.RowsColumnTypeNullable); ok {
+		return t.ColumnTypeNullable(i)
+	}
+	return false, false
+}
+
+func (r *rows) ColumnTypePrecisionScale(i int) (precision, scale int64, ok bool) {
+	if t, ok := r.Rows.(driver.RowsColumnTypePrecisionScale); ok {
+		return t.ColumnTypePrecisionScale(i)
+	}
+	return 0, 0, false
 }

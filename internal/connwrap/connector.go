@@ -1,4 +1,34 @@
-package monitor
+// Package connwrap is the connection wrapper under every pool an engine
+// opens. It sits between database/sql and the driver, on every path
+// (sqlx, raw database/sql, session scopes, repositories), and does there
+// what only the driver level can see:
+//
+//   - statements, transactions and connect failures are reported to the
+//     engine's monitor.Monitor, with a start hook for monitors that trace
+//     (monitor.QueryTracer);
+//   - driver errors of a class the driver's dialect knows are returned as
+//     *dialect.Error, so that their class travels with them
+//     (session.IsRetryable);
+//   - in a transaction, an error that aborts it (a deadlock, any
+//     PostgreSQL error, one met while rows were read and then dropped by
+//     the caller) makes the connection refuse every further statement but
+//     a ROLLBACK, and COMMIT roll back and return that error, so that
+//     nothing after it can run outside the transaction the database rolled
+//     back (MySQL) and nothing partial is committed;
+//   - pool policy: each connection has a jittered lifetime, and one held
+//     past the leak threshold is reported with the stack that took it.
+//
+// It forwards every optional driver interface with the behaviour and
+// errors of the driver: database/sql changes course on the mere presence
+// of some (SessionResetter, ExecerContext, QueryerContext,
+// ColumnConverter), so those are claimed only when the driver has them;
+// the others are always claimed and answered, for a driver without them,
+// as database/sql would have.
+//
+// The wrapper is always on, so it is kept cheap: without a monitor it
+// reads no clock per statement, and a statement that succeeds outside a
+// transaction allocates nothing more than the driver's own call does.
+package connwrap
 
 import (
 	"context"
@@ -12,12 +42,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/monitor"
 )
 
-// ConnectorOptions says what a wrapped connector observes and enforces.
-type ConnectorOptions struct {
-	DB      string  // the engine's name, in every event
-	Monitor Monitor // receives a QueryEvent per statement; nil or Nop: none
+// Options says what a wrapped connector observes and enforces.
+type Options struct {
+	DB      string           // the engine's name, in every event
+	Dialect *dialect.Dialect // classifies the driver's errors (required)
+	Monitor monitor.Monitor  // receives a QueryEvent per statement; nil or Nop: none
 	// SlowQuery marks statements that took at least this long as Slow
 	// (0: none).
 	SlowQuery time.Duration
@@ -33,20 +67,17 @@ type ConnectorOptions struct {
 	MaxLifetime time.Duration
 }
 
-// needed reports whether the options ask the wrapper for anything.
-func (o ConnectorOptions) needed() bool {
-	return !IsNop(o.Monitor) || o.LeakThreshold > 0 || o.MaxLifetime > 0
-}
-
-// Connector is a driver.Connector that observes the statements of the one
-// it wraps and forwards every optional driver interface of its
-// connections and statements with the same behaviour and errors. Open a
-// pool on it with sql.OpenDB; give sqlx the real driver name.
+// Connector is a driver.Connector that wraps every connection of the one
+// it wraps. Open a pool on it with sql.OpenDB; give sqlx the real driver
+// name.
 type Connector struct {
 	c       driver.Connector
-	o       ConnectorOptions
-	mon     Monitor     // nil when the options' monitor is Nop
-	leakMon LeakMonitor // nil when it takes no leak reports
+	o       Options
+	d       *dialect.Dialect
+	mon     monitor.Monitor     // nil when the options' monitor is Nop
+	tracer  monitor.QueryTracer // nil when mon does not trace
+	leakMon monitor.LeakMonitor // nil when it takes no leak reports
+	poolMon monitor.PoolMonitor // nil when it takes no pool events
 
 	leaks   atomic.Int64
 	expired atomic.Int64
@@ -57,36 +88,49 @@ var (
 	_ io.Closer        = (*Connector)(nil)
 )
 
-// WrapConnector returns c wrapped per o, or c itself when o asks for
-// nothing (a Nop monitor, no leak threshold, no lifetime).
-func WrapConnector(c driver.Connector, o ConnectorOptions) driver.Connector {
-	if !o.needed() {
-		return c
+// Wrap returns c wrapped per o.
+func Wrap(c driver.Connector, o Options) *Connector {
+	w := &Connector{c: c, o: o, d: o.Dialect}
+	if w.d == nil {
+		w.d = dialect.New(0, nil)
 	}
-	w := &Connector{c: c, o: o}
-	if !IsNop(o.Monitor) {
+	if !monitor.IsNop(o.Monitor) {
 		w.mon = o.Monitor
-		w.leakMon, _ = o.Monitor.(LeakMonitor)
+		w.tracer, _ = o.Monitor.(monitor.QueryTracer)
+		w.leakMon, _ = o.Monitor.(monitor.LeakMonitor)
+		w.poolMon, _ = o.Monitor.(monitor.PoolMonitor)
 	}
 	return w
 }
 
-// ConnectorStats are a wrapped connector's own figures.
-type ConnectorStats struct {
+// Stats are a wrapped connector's own figures.
+type Stats struct {
 	Leaks   int64 // connections reported as leaked
 	Expired int64 // connections discarded at the end of their jittered lifetime
 }
 
 // Stats returns the connector's figures.
-func (w *Connector) Stats() ConnectorStats {
-	return ConnectorStats{Leaks: w.leaks.Load(), Expired: w.expired.Load()}
+func (w *Connector) Stats() Stats {
+	return Stats{Leaks: w.leaks.Load(), Expired: w.expired.Load()}
 }
 
 // Connect opens a connection with the wrapped connector.
 func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	var begun time.Time
+	if w.poolMon != nil {
+		begun = time.Now()
+	}
 	c, err := w.c.Connect(ctx)
 	if err != nil {
+		err = w.tag(err)
+		if w.poolMon != nil {
+			w.poolMon.Pool(ctx, monitor.PoolEvent{DB: w.o.DB, Kind: monitor.PoolConnectFailed,
+				Duration: time.Since(begun), Err: err})
+		}
 		return nil, err
+	}
+	if w.poolMon != nil {
+		w.poolMon.Pool(ctx, monitor.PoolEvent{DB: w.o.DB, Kind: monitor.PoolConnected, Duration: time.Since(begun)})
 	}
 	wc := &conn{c: c, w: w}
 	if w.o.MaxLifetime > 0 {
@@ -111,32 +155,37 @@ func (w *Connector) Close() error {
 	return nil
 }
 
+// tag returns err as a *dialect.Error when the driver's dialect knows its
+// class. database/sql's own signals (ErrSkip, ErrBadConn, io.EOF) and ctx
+// errors pass as they are: database/sql compares some of them by identity.
+func (w *Connector) tag(err error) error {
+	switch err {
+	case nil, driver.ErrSkip, driver.ErrBadConn, io.EOF, context.Canceled, context.DeadlineExceeded: //nolint:errorlint // identities database/sql compares
+		return err
+	}
+	return w.d.Tag(err)
+}
+
+// start begins the observation of a statement: the ctx a tracing monitor
+// returns, and the time it was sent (zero without a monitor).
+func (w *Connector) start(ctx context.Context, op monitor.Op, query string, args []driver.NamedValue) (context.Context, time.Time) {
+	if w.mon == nil {
+		return ctx, time.Time{}
+	}
+	if w.tracer != nil {
+		ctx = w.tracer.QueryStart(ctx, monitor.QueryStart{DB: w.o.DB, Op: op, SQL: query, Args: args})
+	}
+	return ctx, time.Now()
+}
+
 // observe reports a statement to the monitor.
-func (w *Connector) observe(ctx context.Context, op Op, query string, args []driver.NamedValue, begun time.Time, rows int64, err error) {
+func (w *Connector) observe(ctx context.Context, op monitor.Op, query string, args []driver.NamedValue, begun time.Time, rows int64, err error) {
 	d := time.Since(begun)
-	w.mon.Query(ctx, QueryEvent{
+	w.mon.Query(ctx, monitor.QueryEvent{
 		DB: w.o.DB, Op: op, SQL: query, Args: args, Duration: d, Rows: rows, Err: err,
 		Slow: w.o.SlowQuery > 0 && d >= w.o.SlowQuery,
 	})
 }
-
-// DSNConnector returns a connector that opens dsn with d: d's own when d
-// is a driver.DriverContext, else one that calls d.Open(dsn), as sql.Open
-// does. It serves drivers without a connector of their own (sqlite3).
-func DSNConnector(d driver.Driver, dsn string) (driver.Connector, error) {
-	if dc, ok := d.(driver.DriverContext); ok {
-		return dc.OpenConnector(dsn)
-	}
-	return dsnConnector{d: d, dsn: dsn}, nil
-}
-
-type dsnConnector struct {
-	d   driver.Driver
-	dsn string
-}
-
-func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
-func (c dsnConnector) Driver() driver.Driver                        { return c.d }
 
 // Unwrap returns the driver's own connection inside a connection of a
 // wrapped connector (as sql.Conn.Raw hands it), or c itself.
@@ -205,7 +254,7 @@ func (c *conn) leaked() {
 	lk.mu.Unlock()
 	c.w.leaks.Add(1)
 	if c.w.leakMon != nil {
-		c.w.leakMon.Leak(LeakEvent{DB: c.w.o.DB, Held: held, Stack: stack})
+		c.w.leakMon.Leak(monitor.LeakEvent{DB: c.w.o.DB, Held: held, Stack: stack})
 	}
 }
 
@@ -231,7 +280,7 @@ func formatStack(pcs []uintptr) string {
 	}
 }
 
-const thisPackage = "github.com/enginekit/enginekit/monitor."
+const thisPackage = "github.com/enginekit/enginekit/internal/connwrap."
 
 // errNamedParams is database/sql's error for a driver without
 // NamedValueChecker given named arguments.

@@ -74,17 +74,52 @@ func ClassifySQLState(err error) Class {
 }
 
 // Error is a driver error together with the class its dialect gave it.
-// The connection wrapper under every engine's pool returns driver errors
-// of a known class so, so that the class travels with the error to code
-// that has no Dialect at hand (session.IsRetryable). errors.As still
-// finds the driver's own error type inside.
+// The connection wrapper under every engine's pool returns the driver's
+// errors of a known class wrapped so (Dialect.Tag), so that the class
+// travels with the error to code that has no Dialect at hand
+// (session.IsRetryable). errors.As still finds the driver's own error type
+// inside.
 type Error struct {
 	Err   error
 	Class Class
+	d     *Dialect // the dialect that classified it
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
+
+// Refused is the error of a statement that a connection refused, unsent,
+// because an earlier error aborted its transaction. It has the class of
+// that error.
+type Refused struct{ Cause error }
+
+func (e *Refused) Error() string {
+	return "statement refused: an earlier error aborted the transaction: " + e.Cause.Error()
+}
+func (e *Refused) Unwrap() error { return e.Cause }
+
+// Tag returns err as an *Error carrying its class, or err itself when it
+// has none (or is tagged already).
+func (d *Dialect) Tag(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*Error); ok { //nolint:errorlint // tagged by this very wrapper
+		return err
+	}
+	c := d.classify(err)
+	if c == 0 {
+		return err
+	}
+	return &Error{Err: err, Class: c, d: d}
+}
+
+// Tagged reports whether err holds an error d tagged: one that a
+// connection of d's driver returned.
+func (d *Dialect) Tagged(err error) bool {
+	var ce *Error
+	return errors.As(err, &ce) && ce.d == d
+}
 
 // ClassOf is the class an error carries (see Error) together with the
 // lost-connection classes any error may have; 0 for an error that no

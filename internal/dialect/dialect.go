@@ -141,14 +141,15 @@ func (d *Dialect) CheckIsolation(level sql.IsolationLevel) error {
 }
 
 // Classify tells what an error returned by the dialect's driver means.
-// An error the connection wrapper has classified already (see Error) keeps
-// its class. A nil error has no class.
+// An error this dialect tagged (see Error) keeps its class; one another
+// dialect tagged, an error of another engine's, is classified anew. A nil
+// error has no class.
 func (d *Dialect) Classify(err error) Class {
 	if err == nil {
 		return 0
 	}
 	var ce *Error
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) && ce.d == d {
 		return ce.Class | Transport(err)
 	}
 	return d.classify(err) | Transport(err)
