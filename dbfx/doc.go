@@ -20,6 +20,37 @@
 // context ends, and the pools close. Named provides a further database
 // under an Fx name tag.
 //
+// # Drivers
+//
+// dbfx imports no database driver. A driver is a value (Driver) from one
+// of enginekit's driver packages: dbfx/postgres (lib/pq), dbfx/mysql
+// (go-sql-driver/mysql, for MySQL 8 and MariaDB) and dbfx/sqlite3
+// (mattn/go-sqlite3, cgo). Their Module puts the driver in the Fx graph
+// (the DriversGroup value group), where Module and Named find it; without
+// Fx, WithDriver gives it to Open. There is no registry and no init(): two
+// apps in one process may run on different sets, and a program links only
+// the drivers it imports. Config.Driver names the driver; when it is empty,
+// the form of the DSN chooses among those given (postgres:// and libpq
+// key=value strings, the mysql driver's user:pw@tcp(host)/db form and
+// mysql:// URLs, and for SQLite a path, a file: URI or :memory:). A DSN of
+// a driver that was not given is ErrConfig, naming the package to import.
+//
+// The driver carries what is its own: the connector, the parsing, checking
+// and redaction of its DSNs, the parameters enginekit relies on, the
+// classification of its errors (what is retried, what aborts a
+// transaction, what is a lost connection) and which connect errors waiting
+// cannot cure. A Driver is also a session.Driver, so a pool opened by hand
+// gets the same classification: session.New(db, session.WithDriver(d)).
+// The set of drivers is closed for now: Driver's methods have types of
+// enginekit's own internal packages.
+//
+// Every pool an engine opens runs on enginekit's connection wrapper, which
+// observes statements for the monitor, returns the driver's errors with
+// their class, refuses the statements of a transaction that an error
+// aborted (and rolls it back at COMMIT), and enforces the pool's policy:
+// each connection's own jittered lifetime, leak reports. sql.Conn.Raw
+// hands out the wrapper; DriverConn gives the driver's connection.
+//
 // # MySQL: values written into the SQL
 //
 // Open sets the mysql driver's interpolateParams=true unless the DSN sets

@@ -1,13 +1,11 @@
 // Package monitor observes what enginekit sends to the database: every
-// statement, transaction and leaked connection, as events handed to a
-// Monitor.
+// statement, transaction, pool event and leaked connection, as events
+// handed to a Monitor.
 //
-// Statements are seen by wrapping the driver's driver.Connector with
-// WrapConnector and opening the pool with sql.OpenDB, so raw database/sql,
-// sqlx, session scopes and repositories are all observed. The wrapper
-// forwards every optional driver interface with the same behaviour and
-// errors; it also gives each connection a jittered lifetime and reports
-// connections held past a leak threshold.
+// Statements are seen at the driver level, by the connection wrapper that
+// every engine (dbfx) opens its pools on, so raw database/sql, sqlx,
+// session scopes and repositories are all observed; transactions by the
+// session scopes that own them.
 //
 // Monitors: Nop, Multi, NewZap (log lines), prommon.New (Prometheus
 // metrics; in package github.com/enginekit/enginekit/monitor/prommon, so
@@ -24,29 +22,26 @@
 // graph's monitor.Monitor when there is one, and prommon.Module provides
 // one on the graph's Prometheus registry.
 //
-// # The connector wrapper
+// # Optional interfaces
 //
-// database/sql changes course on the mere presence of some optional
-// interfaces: it keeps the connection of a transaction rolled back by its
-// ctx only when the driver's connection is a driver.SessionResetter
-// (sqlite3's is not), and it prepares every statement when the connection
-// has neither ExecerContext nor QueryerContext. The wrapper claims those
-// only when the wrapped connection has them, and ColumnConverter only on
-// statements that have it; the others (ConnPrepareContext, ConnBeginTx,
-// Pinger, Validator, NamedValueChecker, StmtExecContext...) it always
-// claims, answering for a driver without one as database/sql would have.
-// Rows and results are the driver's own, so all their optional interfaces
-// remain. sql.Conn.Raw hands out the wrapper: Unwrap gives the driver's
-// connection.
+// A Monitor may implement more, found by type assertion, so that a
+// monitor written for fewer keeps compiling as interfaces are added;
+// Multi forwards each to those of its monitors that implement it:
 //
-// A connection's checkout starts when database/sql calls ResetSession on
-// it, or else at its first use; its checkin is IsValid. The leak clock
-// and the jittered lifetime are checked there: a connection past its age
-// is refused by ResetSession and not given back by IsValid, so database/sql
-// closes it.
+//   - QueryTracer: QueryStart before each statement, BEGIN, COMMIT and
+//     ROLLBACK; the ctx it returns is the ctx of the Query call that ends
+//     it, so a span opened there is closed there, without a map or a lock.
+//   - TxTracer: TxStart before each attempt of a transaction scope; the
+//     ctx it returns is the attempt's, so its statements (QueryStart) see
+//     what TxStart put there, and so do the Tx events of its end.
+//   - PoolMonitor: a connection opened, a connect that failed, a caller
+//     that waited for a connection longer than the acquire timeout.
+//   - LeakMonitor: a connection held past the leak threshold, with the
+//     stack that took it.
+//   - StatsSink: a function that returns the engine's pool figures
+//     (PoolStats), for a monitor that reads them on demand (a scrape).
 //
-// WrapConnector wraps only when asked for something: a monitor other than
-// Nop, a leak threshold or a lifetime. Without a monitor the wrapper does
-// not read the clock per statement and allocates nothing; dbfx therefore
-// wraps every pool that has a ConnMaxLifetime, for its jitter.
+// Events are delivered synchronously on the goroutine that caused them:
+// a monitor must be quick and safe for concurrent use, and must not keep
+// a QueryEvent's Args.
 package monitor

@@ -1,18 +1,37 @@
 // Package drv is the contract between enginekit's core and its driver
 // packages (dbfx/postgres, dbfx/mysql, dbfx/sqlite3): what a driver offers
 // beyond a database/sql connector. The core imports no driver; each driver
-// package fills in a Driver, and dbfx.Driver carries it.
+// package fills in a Driver, and dbfx.Driver carries it. What a driver
+// offers is asked here, in one place, never by a type switch on the
+// driver's name elsewhere.
 //
-// A Driver says how to read and check a DSN (and where its password is),
-// what the driver's errors mean (its Dialect), and which connect errors
-// waiting will not cure. The connection wrapper (internal/connwrap) sits
-// on every connector a Target opens.
+// Offered today: Resolve (reading, checking and redacting a DSN, the
+// parameters enginekit relies on, the connectors to open), SQL (the SQL
+// family and the classification of the driver's errors, which the
+// connection wrapper tags errors with and session retries by), and
+// Permanent (which connect errors waiting cannot cure).
 //
-// Extension points that later drivers and features fill in are fields
-// here, nil when a driver does not offer them, so that the core asks one
-// place: a liveness check of a connection taken from the pool, a
-// server-side cancel of a statement whose ctx ended, a bulk load (COPY),
-// and the statement-cache policy a driver prefers.
+// Where the capabilities that the next features need go, so that each is
+// settled once:
+//
+//   - Liveness of a pooled connection before it is handed out: a field
+//     Alive func(ctx context.Context, c driver.Conn) error, which the
+//     connection wrapper calls in ResetSession for a connection idle past
+//     a threshold, answering driver.ErrBadConn for a dead one (database/sql
+//     then takes another). nil: the driver checks for itself (mysql does).
+//   - Server-side cancel of a statement whose ctx ended: a field Cancel,
+//     called by the wrapper with the connection the statement ran on, which
+//     may open a connection of its own (MySQL's KILL QUERY); nil: the
+//     driver cancels on its own (PostgreSQL's cancel request).
+//   - Bulk load: an optional interface on the driver's connection, found
+//     through the wrapper by session (as sql.Conn.Raw does) and offered to
+//     repo; the core names no driver type.
+//   - Statement-cache policy: a field that tells session whether to keep
+//     prepared statements of its own for this driver and Target (off behind
+//     PgBouncer in transaction mode; left to a driver that caches itself).
+//
+// The connection wrapper (internal/connwrap) sits on every connector a
+// Target opens.
 package drv
 
 import (
