@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/dbfx/mysql"
+	"github.com/enginekit/enginekit/dbfx/postgres"
+	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/repo"
 	"github.com/enginekit/enginekit/session"
 )
@@ -27,7 +30,8 @@ func openEnginekit(b *testing.B, t target) variant {
 	// The DSN already holds the parameters dbfx would add. The pool
 	// settings left zero take dbfx's defaults: a lifetime of 30m and an
 	// idle time of 5m, as the raw variants set them.
-	e, err := dbfx.Open(ctx, dbfx.Config{Driver: t.driver, DSN: t.dsn, MaxOpenConns: poolConns, MaxIdleConns: poolConns})
+	e, err := dbfx.Open(ctx, dbfx.Config{Driver: t.driver, DSN: t.dsn, MaxOpenConns: poolConns, MaxIdleConns: poolConns},
+		dbfx.WithDrivers(postgres.Driver(), mysql.Driver(), sqlite3.Driver()))
 	if err != nil {
 		b.Fatal(err)
 	}
