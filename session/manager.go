@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -39,10 +38,6 @@ type Manager struct {
 	waiting  atomic.Int64
 	timeouts atomic.Int64
 }
-
-// scopeKey is the context key of one Manager's scopes: a scope of one
-// database is never seen by another's Manager.
-type scopeKey struct{ m *Manager }
 
 // errClosing is the cause of a scope cut short by Close.
 var errClosing = fmt.Errorf("%w while the scope ran: %w", ErrClosed, context.Canceled)
@@ -103,6 +98,13 @@ func bindTypeOf(d *dialect.Dialect) int {
 // Dialect is the dialect of the Manager's driver (for repo).
 func (m *Manager) Dialect() *dialect.Dialect { return m.d }
 
+// DriverName is the database/sql driver name of the Manager's pools.
+func (m *Manager) DriverName() string { return m.bind.driver }
+
+// Rebind turns a query written with ? placeholders into the driver's
+// form ($1, $2 ... on PostgreSQL), so that SQL text can be prepared once.
+func (m *Manager) Rebind(query string) string { return m.bind.Rebind(query) }
+
 // Q returns the Querier of the scope in ctx (its transaction or pinned
 // connection), or the pool outside any scope of this Manager. Through the
 // context of a scope that has ended, every statement fails with
@@ -162,12 +164,6 @@ func (m *Manager) Prepared(ctx context.Context) Querier {
 func (m *Manager) InTx(ctx context.Context) bool {
 	s := m.current(ctx)
 	return s != nil && s.tx != nil && !s.ended.Load()
-}
-
-// current returns this Manager's innermost scope in ctx, or nil.
-func (m *Manager) current(ctx context.Context) *scope {
-	s, _ := ctx.Value(m.key).(*scope)
-	return s
 }
 
 // Stats are the Manager's own figures; the pools' are in sql.DBStats.
@@ -244,66 +240,4 @@ func (m *Manager) leave() {
 		close(m.idle)
 	}
 	m.mu.Unlock()
-}
-
-// closing returns errClosing for a scope that failed to take a connection
-// because Close gave up waiting: the pools it closes then fail their waiters
-// ("sql: database is closed") before the cancellation of the scopes'
-// contexts, which runs apart, has reached them.
-// cutShort gives up a connection that arrived after Close gave up waiting:
-// the scope that waited for it must not run (Close cancels its ctx, but the
-// cancellation may arrive after the connection).
-func (m *Manager) cutShort(c *sqlx.Conn, err error) (*sqlx.Conn, error) {
-	if m.kill.Err() == nil {
-		return c, err
-	}
-	if c != nil {
-		_ = c.Close()
-	}
-	return nil, errClosing
-}
-
-// readPool is the pool of a read-only scope that begins a transaction:
-// SQLite's reader pool, a replica, or nil for the writer.
-func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
-	if m.r != nil {
-		return m.r
-	}
-	if m.cfg.replicas != nil && level != sql.LevelSerializable {
-		return m.cfg.replicas()
-	}
-	return nil
-}
-
-// acquireFor takes a connection from pool for a scope, or a statement,
-// inside the scope parent (nil: none), failing fast when the enclosing
-// scopes already hold every connection of pool.
-func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) (*sqlx.Conn, error) {
-	if err := m.checkSpare(ctx, parent, pool, reader); err != nil {
-		return nil, err
-	}
-	return m.acquire(ctx, pool)
-}
-
-// acquire takes a connection from pool, waiting at most the acquire timeout.
-func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error) {
-	m.waiting.Add(1)
-	defer m.waiting.Add(-1)
-	if m.cfg.acquireTimeout <= 0 {
-		c, err := pool.Connx(ctx)
-		return m.cutShort(c, err)
-	}
-	actx, cancel := context.WithTimeout(ctx, m.cfg.acquireTimeout)
-	c, err := pool.Connx(actx)
-	cancel()
-	if c, err = m.cutShort(c, err); errors.Is(err, errClosing) {
-		return nil, err
-	}
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		m.acquireTimedOut(ctx, m.cfg.acquireTimeout)
-		st := pool.Stats()
-		return nil, fmt.Errorf("%w: no connection free within %s (%d of %d in use)",
-			ErrAcquireTimeout, m.cfg.acquireTimeout, st.InUse, st.MaxOpenConnections)
-	}
-	return c, err
 }

@@ -2,11 +2,7 @@ package session
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 
 	"github.com/enginekit/enginekit/monitor"
 )
@@ -57,25 +53,6 @@ func (m *Manager) retried(ctx context.Context, label string, attempt int, err er
 		m.cfg.mon.Tx(ctx, monitor.TxEvent{DB: m.cfg.db, Label: label, Kind: monitor.TxRetry,
 			Attempt: attempt, Err: err})
 	}
-}
-
-// commit commits tx, the scope's own transaction, and reports it.
-func (s *scope) commit(tx *sqlx.Tx) error {
-	err := tx.Commit()
-	s.report(monitor.TxCommit, err)
-	return err
-}
-
-// rollback rolls tx back and reports it. A transaction database/sql had
-// already rolled back (its ctx ended) is reported rolled back, not failed.
-func (s *scope) rollback(tx *sqlx.Tx) error {
-	err := tx.Rollback()
-	reported := err
-	if errors.Is(err, sql.ErrTxDone) {
-		reported = nil
-	}
-	s.report(monitor.TxRollback, reported)
-	return err
 }
 
 func (s *scope) report(kind monitor.TxKind, err error) {

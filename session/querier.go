@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/enginekit/enginekit/internal/dialect"
 )
 
 // Querier runs statements. Q returns one for the scope in a context: its
@@ -182,6 +185,104 @@ func (q *scopeQuerier) NamedExecContext(ctx context.Context, query string, arg a
 	return sqlx.NamedExecContext(ctx, q, query, arg)
 }
 
+// runPrepared runs op on the cached statement of query bound to the
+// scope's transaction: ran is false when it is to run as it is instead
+// (no transaction: database/sql binds a statement to a transaction, not to
+// a pinned connection). A statement the database says is gone or stale is
+// dropped from the cache; on MySQL it runs once more, prepared anew, in
+// the same transaction. On PostgreSQL the error has aborted the
+// transaction: it comes back as a staleError, which makes the owning scope
+// run the transaction again.
+func (q *scopeQuerier) runPrepared(ctx context.Context, query string, nargs int, op func(*sqlx.Stmt) error) (ran bool, err error) {
+	s := q.s
+	if !q.prep || s.tx == nil || s.m.stmts == nil || !preparable(query, nargs) {
+		return false, nil
+	}
+	for retried := false; ; retried = true {
+		ts, ok := s.txStmt(ctx, query)
+		if !ok {
+			return false, nil
+		}
+		err := op(ts.st)
+		c := s.m.d.Classify(err)
+		if err == nil || !c.Has(dialect.Stale) || retried {
+			return true, err
+		}
+		s.tx.stmts.forget(query)
+		s.m.stmts.invalidate(ts.e)
+		if c.Has(dialect.Aborting) {
+			return true, &staleError{err}
+		}
+	}
+}
+
+// txStmt returns the cached statement of query bound to the scope's
+// transaction. It prepares one on the pool only when the pool has an idle
+// connection: the transaction holds its own, and waiting for another (on
+// SQLite's single writer, for itself) could last until its ctx ends. A
+// text it could not prepare that way is prepared after the transaction.
+func (s *scope) txStmt(ctx context.Context, query string) (txStmt, bool) {
+	t := s.tx
+	if ts, ok := t.stmts.lookup(query); ok {
+		return ts, true
+	}
+	e, present := s.m.stmts.peek(s.pool, query)
+	if e == nil {
+		if present { // being prepared by another caller, which may need this very connection
+			return txStmt{}, false
+		}
+		if !free(s.pool, false) {
+			t.stmts.miss(query)
+			return txStmt{}, false
+		}
+		if e = s.m.prepareBounded(ctx, s.pool, query); e == nil {
+			return txStmt{}, false
+		}
+	}
+	ts := txStmt{st: t.tx.StmtxContext(ctx, e.stmt), e: e}
+	e.release() // the transaction's statement keeps what it needs of e's
+	t.stmts.store(query, ts)
+	return ts, true
+}
+
+// prepareMissed prepares, on the pool, the statements the transaction of
+// s ran as they were for want of a free connection; it runs once the
+// transaction has given its connection back.
+func (m *Manager) prepareMissed(ctx context.Context, s *scope) {
+	if s.tx == nil || m.stmts == nil {
+		return
+	}
+	for _, query := range s.tx.stmts.takeMissed() {
+		if ctx.Err() != nil || !free(s.pool, false) {
+			return
+		}
+		if e := m.prepareBounded(ctx, s.pool, query); e != nil {
+			e.release()
+		}
+	}
+}
+
+// prepareBounded is get, waiting for a connection at most the acquire
+// timeout: for preparations nothing waits on but a speed-up.
+func (m *Manager) prepareBounded(ctx context.Context, db *sqlx.DB, query string) *stmtEntry {
+	if d := m.cfg.acquireTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	e, _ := m.stmts.get(ctx, db, query) // on error the statement runs as it is, and says what is wrong
+	return e
+}
+
+// staleError is the error of a cached statement that the database found
+// gone or stale, and that aborted its transaction (PostgreSQL). The
+// statement has left the cache: a transaction that fails with it is run
+// again (see txConfig.retryable) and prepares it anew.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
 // poolQuerier runs statements outside any scope. With an acquire timeout,
 // Exec, Get and Select take their connection under it; the row-streaming
 // calls hand the connection to the returned rows and are bounded by their
@@ -322,6 +423,56 @@ func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string,
 
 func (q *poolQuerier) NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error) {
 	return sqlx.NamedExecContext(ctx, q, query, arg)
+}
+
+// runPrepared runs op on the cached statement of query, for a statement
+// outside any scope: ran is false when it is to run as it is instead (the
+// Querier does not prepare, the cache is off or closed, the statement is
+// not preparable, or bounded and the pool has no connection to spare, see
+// poolQuerier). A statement the database says is gone or stale is dropped
+// from the cache and run once more, prepared anew.
+func (q *poolQuerier) runPrepared(ctx context.Context, query string, nargs int, bounded bool, op func(*sqlx.Stmt) error) (ran bool, err error) {
+	m := q.m
+	if !q.prep || m.stmts == nil || !preparable(query, nargs) {
+		return false, nil
+	}
+	if bounded && m.cfg.acquireTimeout > 0 && !free(q.db, true) {
+		return false, nil
+	}
+	for retried := false; ; retried = true {
+		e, err := m.stmts.get(ctx, q.db, query)
+		if e == nil {
+			return err != nil, err
+		}
+		err = op(e.stmt)
+		if err != nil && !retried && m.d.Classify(err).Has(dialect.Stale) {
+			m.stmts.invalidate(e)
+			e.release()
+			continue
+		}
+		e.release()
+		return true, err
+	}
+}
+
+// preparable reports whether a statement is run prepared: only one with
+// arguments (without, it takes one round trip as it is, and its text may
+// hold several statements, which a prepared statement cannot), and only a
+// single statement: a semicolon that is not trailing sends it as it is
+// (also when it sits in a string literal, which is only a missed chance).
+func preparable(query string, nargs int) bool {
+	if nargs == 0 {
+		return false
+	}
+	i := strings.IndexByte(query, ';')
+	return i < 0 || strings.TrimRight(query[i:], "; \t\r\n") == ""
+}
+
+// free reports whether db has an idle connection, or (orOpen) room to
+// open one: whether taking one now is unlikely to wait.
+func free(db *sqlx.DB, orOpen bool) bool {
+	st := db.Stats()
+	return st.Idle > 0 || orOpen && (st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections)
 }
 
 // failedContext is a context that is already done with a given error. It

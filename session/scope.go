@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +50,10 @@ type txn struct {
 
 func (t *txn) abort(err error) { t.aborted.CompareAndSwap(nil, &err) }
 
+// scopeKey is the context key of one Manager's scopes: a scope of one
+// database is never seen by another's Manager.
+type scopeKey struct{ m *Manager }
+
 // innermostTxKey finds the innermost transaction scope of any Manager.
 type innermostTxKey struct{}
 
@@ -77,6 +80,12 @@ func (c *scopeCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// current returns this Manager's innermost scope in ctx, or nil.
+func (m *Manager) current(ctx context.Context) *scope {
+	s, _ := ctx.Value(m.key).(*scope)
+	return s
+}
+
 var errPanicked = errors.New("session: an inner scope panicked")
 
 // Tx runs fn in a transaction scope: by default it joins the transaction in
@@ -99,6 +108,21 @@ func (m *Manager) ReadOnly(ctx context.Context, fn func(ctx context.Context) err
 func Tx[T any](ctx context.Context, m *Manager, fn func(ctx context.Context) (T, error), opts ...TxOption) (T, error) {
 	var out T
 	err := m.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = fn(ctx)
+		return err
+	}, opts...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
+}
+
+// ReadOnly is Manager.ReadOnly for a fn that returns a value.
+func ReadOnly[T any](ctx context.Context, m *Manager, fn func(ctx context.Context) (T, error), opts ...TxOption) (T, error) {
+	var out T
+	err := m.ReadOnly(ctx, func(ctx context.Context) error {
 		var err error
 		out, err = fn(ctx)
 		return err
@@ -300,40 +324,6 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 	}
 }
 
-// retryable reports whether another attempt may succeed. A read-only
-// transaction whose connection was lost is retried too: it wrote nothing,
-// and the next attempt takes another connection (or another replica).
-func (c *txConfig) retryable(d *dialect.Dialect, err error, readOnly bool) bool {
-	if errors.Is(err, ErrAmbiguousCommit) || errors.Is(err, ErrClosed) || errors.Is(err, ErrAcquireTimeout) {
-		return false
-	}
-	class := d.Classify(err)
-	var stale *staleError // a cached statement, dropped since: the next attempt prepares it anew
-	return class.Has(dialect.Retryable) || (readOnly && class.Has(dialect.ConnLost)) || errors.As(err, &stale) ||
-		(c.retry.RetryOn != nil && c.retry.RetryOn(err))
-}
-
-// backoff waits before attempt+1: full jitter, capped, cut short by ctx.
-func (m *Manager) backoff(ctx context.Context, p RetryPolicy, attempt int) error {
-	d := p.MaxDelay
-	if shift := attempt - 1; shift < 32 && p.BaseDelay<<shift > 0 && (d <= 0 || p.BaseDelay<<shift < d) {
-		d = p.BaseDelay << shift
-	}
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(rand.N(d + 1))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-m.kill.Done():
-		return errClosing
-	}
-}
-
 // attempt runs fn once in a new transaction. It returns the callbacks
 // registered with AfterCommit when the transaction committed.
 func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig, attempt int) ([]func(context.Context), error) {
@@ -426,32 +416,6 @@ func (m *Manager) beginTx(ctx context.Context, conn *sqlx.Conn, opts *sql.TxOpti
 	return watchedTx{tx, context.AfterFunc(ctx, func() { _ = tx.Rollback() })}, nil
 }
 
-// checkSpare fails fast when the enclosing scopes (parent and its
-// ancestors) already hold every connection pool may open, so that waiting
-// for another could only time out: a RequiresNew scope, or a NotSupported
-// one that needs the pool, inside a transaction on SQLite's single writer.
-func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) error {
-	if parent == nil {
-		return nil
-	}
-	max := pool.Stats().MaxOpenConnections
-	if max <= 0 {
-		return nil
-	}
-	held := 0
-	for p := parent; p != nil; p = p.parent {
-		if p.ownsConn && p.reader == reader {
-			held++
-		}
-	}
-	if held < max {
-		return nil
-	}
-	m.acquireTimedOut(ctx, 0)
-	return fmt.Errorf("%w: another connection is needed, but the enclosing scopes hold all %d the pool may open",
-		ErrAcquireTimeout, max)
-}
-
 // resetQueryOnly turns SQLite's query_only pragma off again. A connection
 // that cannot be reset is discarded rather than given back read-only.
 func resetQueryOnly(ctx context.Context, conn *sqlx.Conn) {
@@ -489,6 +453,25 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 		err = errors.Join(err, fmt.Errorf("session: rollback: %w", rbErr))
 	}
 	return nil, err
+}
+
+// commit commits tx, the scope's own transaction, and reports it.
+func (s *scope) commit(tx *sqlx.Tx) error {
+	err := tx.Commit()
+	s.report(monitor.TxCommit, err)
+	return err
+}
+
+// rollback rolls tx back and reports it. A transaction database/sql had
+// already rolled back (its ctx ended) is reported rolled back, not failed.
+func (s *scope) rollback(tx *sqlx.Tx) error {
+	err := tx.Rollback()
+	reported := err
+	if errors.Is(err, sql.ErrTxDone) {
+		reported = nil
+	}
+	s.report(monitor.TxRollback, reported)
+	return err
 }
 
 // commitError turns a COMMIT failure into what the caller needs to know.

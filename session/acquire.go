@@ -1,0 +1,98 @@
+package session
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// readPool is the pool of a read-only scope that begins a transaction:
+// SQLite's reader pool, a replica, or nil for the writer.
+func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
+	if m.r != nil {
+		return m.r
+	}
+	if m.cfg.replicas != nil && level != sql.LevelSerializable {
+		return m.cfg.replicas()
+	}
+	return nil
+}
+
+// acquireFor takes a connection from pool for a scope, or a statement,
+// inside the scope parent (nil: none), failing fast when the enclosing
+// scopes already hold every connection of pool.
+func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) (*sqlx.Conn, error) {
+	if err := m.checkSpare(ctx, parent, pool, reader); err != nil {
+		return nil, err
+	}
+	return m.acquire(ctx, pool)
+}
+
+// checkSpare fails fast when the enclosing scopes (parent and its
+// ancestors) already hold every connection pool may open, so that waiting
+// for another could only time out: a RequiresNew scope, or a NotSupported
+// one that needs the pool, inside a transaction on SQLite's single writer.
+func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) error {
+	if parent == nil {
+		return nil
+	}
+	max := pool.Stats().MaxOpenConnections
+	if max <= 0 {
+		return nil
+	}
+	held := 0
+	for p := parent; p != nil; p = p.parent {
+		if p.ownsConn && p.reader == reader {
+			held++
+		}
+	}
+	if held < max {
+		return nil
+	}
+	m.acquireTimedOut(ctx, 0)
+	return fmt.Errorf("%w: another connection is needed, but the enclosing scopes hold all %d the pool may open",
+		ErrAcquireTimeout, max)
+}
+
+// acquire takes a connection from pool, waiting at most the acquire timeout.
+func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error) {
+	m.waiting.Add(1)
+	defer m.waiting.Add(-1)
+	if m.cfg.acquireTimeout <= 0 {
+		c, err := pool.Connx(ctx)
+		return m.cutShort(c, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, m.cfg.acquireTimeout)
+	c, err := pool.Connx(actx)
+	cancel()
+	if c, err = m.cutShort(c, err); errors.Is(err, errClosing) {
+		return nil, err
+	}
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		m.acquireTimedOut(ctx, m.cfg.acquireTimeout)
+		st := pool.Stats()
+		return nil, fmt.Errorf("%w: no connection free within %s (%d of %d in use)",
+			ErrAcquireTimeout, m.cfg.acquireTimeout, st.InUse, st.MaxOpenConnections)
+	}
+	return c, err
+}
+
+// closing returns errClosing for a scope that failed to take a connection
+// because Close gave up waiting: the pools it closes then fail their waiters
+// ("sql: database is closed") before the cancellation of the scopes'
+// contexts, which runs apart, has reached them.
+// cutShort gives up a connection that arrived after Close gave up waiting:
+// the scope that waited for it must not run (Close cancels its ctx, but the
+// cancellation may arrive after the connection).
+func (m *Manager) cutShort(c *sqlx.Conn, err error) (*sqlx.Conn, error) {
+	if m.kill.Err() == nil {
+		return c, err
+	}
+	if c != nil {
+		_ = c.Close()
+	}
+	return nil, errClosing
+}
