@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"github.com/enginekit/enginekit/internal/connwrap"
 )
 
 // Startup is what a step given with WithStartup gets of the engine it
@@ -72,7 +74,9 @@ func (e *Engine) runStartup(ctx context.Context) error {
 			if err != nil {
 				return nil, fmt.Errorf("dbfx: engine %q: %s", e.Name(), e.r.redact(err.Error()))
 			}
-			return sql.OpenDB(conn), nil
+			// On the connection wrapper, as every pool of the engine's, but
+			// with no monitor: the step's statements are its own.
+			return sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: e.Name(), Dialect: e.r.drv.SQL})), nil
 		}
 	}
 	for _, step := range e.startSteps {
