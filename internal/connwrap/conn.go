@@ -40,6 +40,8 @@ type conn struct {
 	tx      driver.Tx
 	txCtx   context.Context
 	aborted error
+
+	skipped skipped // see skip
 }
 
 var (
@@ -155,7 +157,7 @@ func (c connEQ) QueryContext(ctx context.Context, query string, args []driver.Na
 // resetSession is called when the pool hands the connection out again
 // (a connection without it starts its leak clock at its first use).
 func (c *conn) resetSession(ctx context.Context) error {
-	c.aborted = nil
+	c.aborted, c.skipped = nil, skipped0
 	if c.pastAge() {
 		return driver.ErrBadConn
 	}
@@ -209,23 +211,29 @@ func (c *conn) execContext(ctx context.Context, query string, args []driver.Name
 	}
 	var res driver.Result
 	var err error
-	octx, begun := c.w.start(ctx, monitor.OpExec, query, args)
-	switch e := c.c.(type) {
-	case driver.ExecerContext:
-		res, err = e.ExecContext(ctx, query, args)
-	case driver.Execer: //nolint:staticcheck // the legacy interface, as database/sql still accepts it
-		var dargs []driver.Value
+	// What database/sql refuses before the statement is sent is refused
+	// before it starts: no QueryStart without its Query.
+	ec, _ := c.c.(driver.ExecerContext)
+	var dargs []driver.Value
+	if ec == nil {
+		if _, ok := c.c.(driver.Execer); !ok { //nolint:staticcheck // the legacy interface, as database/sql still accepts it
+			return nil, driver.ErrSkip
+		}
 		if dargs, err = namedValueToValue(args); err != nil {
 			return nil, err
 		}
 		if err = ctx.Err(); err != nil {
 			return nil, err
 		}
-		res, err = e.Exec(query, dargs)
-	default:
-		return nil, driver.ErrSkip
+	}
+	octx, begun := c.w.start(ctx, monitor.OpExec, query, args)
+	if ec != nil {
+		res, err = ec.ExecContext(ctx, query, args)
+	} else {
+		res, err = c.c.(driver.Execer).Exec(query, dargs) //nolint:staticcheck // the legacy interface
 	}
 	if err == driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
+		c.skip(octx, begun, monitor.OpExec, query)
 		return nil, err
 	}
 	err = c.settle(query, err)
@@ -242,23 +250,27 @@ func (c *conn) queryContext(ctx context.Context, query string, args []driver.Nam
 	}
 	var rows driver.Rows
 	var err error
-	octx, begun := c.w.start(ctx, monitor.OpQuery, query, args)
-	switch q := c.c.(type) {
-	case driver.QueryerContext:
-		rows, err = q.QueryContext(ctx, query, args)
-	case driver.Queryer: //nolint:staticcheck // the legacy interface, as database/sql still accepts it
-		var dargs []driver.Value
+	qc, _ := c.c.(driver.QueryerContext)
+	var dargs []driver.Value
+	if qc == nil {
+		if _, ok := c.c.(driver.Queryer); !ok { //nolint:staticcheck // the legacy interface, as database/sql still accepts it
+			return nil, driver.ErrSkip
+		}
 		if dargs, err = namedValueToValue(args); err != nil {
 			return nil, err
 		}
 		if err = ctx.Err(); err != nil {
 			return nil, err
 		}
-		rows, err = q.Query(query, dargs)
-	default:
-		return nil, driver.ErrSkip
+	}
+	octx, begun := c.w.start(ctx, monitor.OpQuery, query, args)
+	if qc != nil {
+		rows, err = qc.QueryContext(ctx, query, args)
+	} else {
+		rows, err = c.c.(driver.Queryer).Query(query, dargs) //nolint:staticcheck // the legacy interface
 	}
 	if err == driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
+		c.skip(octx, begun, monitor.OpQuery, query)
 		return nil, err
 	}
 	err = c.settle(query, err)
@@ -276,6 +288,11 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	c.use()
 	if err := c.refuse(query); err != nil {
 		return nil, err
+	}
+	skipped := c.skipped
+	c.skipped = skipped0
+	if skipped.query != query {
+		skipped = skipped0
 	}
 	octx, begun := c.w.start(ctx, monitor.OpPrepare, query, nil)
 	var s driver.Stmt
@@ -295,10 +312,38 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 		c.w.observe(octx, monitor.OpPrepare, query, nil, begun, -1, err)
 	}
 	if err != nil {
+		if skipped.ctx != nil { // the statement failed
+			c.w.observe(skipped.ctx, skipped.op, query, nil, skipped.begun, -1, err)
+		}
 		return nil, err
 	}
-	return wrapStmt(s, c, query), nil
+	return wrapStmt(s, c, query, skipped), nil
 }
+
+// skipped is a statement the driver declined (driver.ErrSkip) after its
+// QueryStart: database/sql prepares it next on the same connection and
+// runs the prepared statement, whose Query call ends it. Kept for a
+// tracing monitor only (for others, QueryStart is not called).
+type skipped struct {
+	ctx   context.Context // the ctx QueryStart returned
+	begun time.Time
+	op    monitor.Op
+	query string
+}
+
+var skipped0 skipped
+
+// skip keeps a statement the driver declined for the statement
+// database/sql prepares for it.
+func (c *conn) skip(octx context.Context, begun time.Time, op monitor.Op, query string) {
+	if c.w.tracer != nil {
+		c.skipped = skipped{ctx: octx, begun: begun, op: op, query: query}
+	}
+}
+
+// errNotRun ends a statement the driver declined and database/sql then
+// did not run: it refused its arguments for the prepared statement.
+var errNotRun = errors.New("statement not run: database/sql refused its arguments")
 
 func (c *conn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
@@ -311,19 +356,23 @@ var (
 
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	c.use()
-	octx, begun := c.w.start(ctx, monitor.OpBegin, "", nil)
-	var tx driver.Tx
-	var err error
-	if b, ok := c.c.(driver.ConnBeginTx); ok {
-		tx, err = b.BeginTx(ctx, opts)
-	} else {
-		// database/sql's fallback for drivers with Begin alone.
+	b, ok := c.c.(driver.ConnBeginTx)
+	if !ok {
+		// database/sql's fallback for drivers with Begin alone refuses
+		// these before BEGIN is sent.
 		switch {
 		case opts.Isolation != driver.IsolationLevel(0):
 			return nil, errIsolation
 		case opts.ReadOnly:
 			return nil, errReadOnly
 		}
+	}
+	octx, begun := c.w.start(ctx, monitor.OpBegin, "", nil)
+	var tx driver.Tx
+	var err error
+	if ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else {
 		tx, err = c.c.Begin() //nolint:staticcheck // the fallback itself
 		if err == nil && ctx.Err() != nil {
 			tx.Rollback()
@@ -356,7 +405,8 @@ func (c *conn) end(op monitor.Op) error {
 	if tx == nil {
 		return driver.ErrBadConn // ended twice: database/sql never does
 	}
-	if op == monitor.OpCommit && aborted != nil {
+	commit := op == monitor.OpCommit
+	if commit && aborted != nil {
 		op = monitor.OpRollback
 	}
 	octx, begun := c.w.start(ctx, op, "", nil)
@@ -369,7 +419,7 @@ func (c *conn) end(op monitor.Op) error {
 	if c.w.mon != nil {
 		c.w.observe(octx, op, "", nil, begun, -1, err)
 	}
-	if aborted != nil {
+	if commit && aborted != nil {
 		return fmt.Errorf("transaction rolled back instead of committed: an earlier error aborted it: %w", aborted)
 	}
 	return err
@@ -392,9 +442,10 @@ func rowsAffected(res driver.Result, err error) int64 {
 // changes how database/sql converts arguments, is claimed only by stmtCC,
 // for statements that have it.
 type stmt struct {
-	s     driver.Stmt
-	c     *conn
-	query string
+	s       driver.Stmt
+	c       *conn
+	query   string
+	skipped skipped // the statement the driver declined, which this one runs
 }
 
 var (
@@ -411,15 +462,33 @@ func (s stmtCC) ColumnConverter(idx int) driver.ValueConverter {
 	return s.s.(driver.ColumnConverter).ColumnConverter(idx) //nolint:staticcheck // forwarded
 }
 
-func wrapStmt(s driver.Stmt, c *conn, query string) driver.Stmt {
-	ws := &stmt{s: s, c: c, query: query}
+func wrapStmt(s driver.Stmt, c *conn, query string, skipped skipped) driver.Stmt {
+	ws := &stmt{s: s, c: c, query: query, skipped: skipped}
 	if _, ok := s.(driver.ColumnConverter); ok { //nolint:staticcheck // forwarded
 		return stmtCC{ws}
 	}
 	return ws
 }
 
-func (s *stmt) Close() error  { return s.s.Close() }
+func (s *stmt) Close() error {
+	if s.skipped.ctx != nil {
+		s.c.w.observe(s.skipped.ctx, s.skipped.op, s.query, nil, s.skipped.begun, -1, errNotRun)
+		s.skipped = skipped0
+	}
+	return s.s.Close()
+}
+
+// start starts the statement's exec or query, or takes over the start of
+// the one the driver declined.
+func (s *stmt) start(ctx context.Context, op monitor.Op, args []driver.NamedValue) (context.Context, time.Time) {
+	if s.skipped.ctx != nil && s.skipped.op == op {
+		octx := s.skipped.ctx
+		s.skipped = skipped0
+		return octx, time.Now()
+	}
+	return s.c.w.start(ctx, op, s.query, args)
+}
+
 func (s *stmt) NumInput() int { return s.s.NumInput() }
 
 func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
@@ -444,19 +513,22 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 	if err := c.refuse(s.query); err != nil {
 		return nil, err
 	}
-	octx, begun := c.w.start(ctx, monitor.OpExec, s.query, args)
 	var res driver.Result
 	var err error
-	if e, ok := s.s.(driver.StmtExecContext); ok {
-		res, err = e.ExecContext(ctx, args)
-	} else {
-		var dargs []driver.Value
+	e, ok := s.s.(driver.StmtExecContext)
+	var dargs []driver.Value
+	if !ok {
 		if dargs, err = namedValueToValue(args); err != nil {
 			return nil, err
 		}
 		if err = ctx.Err(); err != nil {
 			return nil, err
 		}
+	}
+	octx, begun := s.start(ctx, monitor.OpExec, args)
+	if ok {
+		res, err = e.ExecContext(ctx, args)
+	} else {
 		res, err = s.s.Exec(dargs) //nolint:staticcheck // database/sql's fallback
 	}
 	err = c.settle(s.query, err)
@@ -471,19 +543,22 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	if err := c.refuse(s.query); err != nil {
 		return nil, err
 	}
-	octx, begun := c.w.start(ctx, monitor.OpQuery, s.query, args)
 	var rows driver.Rows
 	var err error
-	if q, ok := s.s.(driver.StmtQueryContext); ok {
-		rows, err = q.QueryContext(ctx, args)
-	} else {
-		var dargs []driver.Value
+	q, ok := s.s.(driver.StmtQueryContext)
+	var dargs []driver.Value
+	if !ok {
 		if dargs, err = namedValueToValue(args); err != nil {
 			return nil, err
 		}
 		if err = ctx.Err(); err != nil {
 			return nil, err
 		}
+	}
+	octx, begun := s.start(ctx, monitor.OpQuery, args)
+	if ok {
+		rows, err = q.QueryContext(ctx, args)
+	} else {
 		rows, err = s.s.Query(dargs) //nolint:staticcheck // database/sql's fallback
 	}
 	err = c.settle(s.query, err)
