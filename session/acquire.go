@@ -9,6 +9,16 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
+// poolSide is the side a connection comes from: the writer pool, or a pool
+// of read-only scopes (the reader pool or a replica). A pool's connections
+// held by enclosing scopes are those of its side.
+type poolSide uint8
+
+const (
+	onWriter poolSide = iota
+	onReader
+)
+
 // readPool is the pool of a read-only scope that begins a transaction:
 // SQLite's reader pool, a replica, or nil for the writer.
 func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
@@ -24,8 +34,8 @@ func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
 // acquireFor takes a connection from pool for a scope, or a statement,
 // inside the scope parent (nil: none), failing fast when the enclosing
 // scopes already hold every connection of pool.
-func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) (*sqlx.Conn, error) {
-	if err := m.checkSpare(ctx, parent, pool, reader); err != nil {
+func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, side poolSide) (*sqlx.Conn, error) {
+	if err := m.checkSpare(ctx, parent, pool, side); err != nil {
 		return nil, err
 	}
 	return m.acquire(ctx, pool)
@@ -35,7 +45,7 @@ func (m *Manager) acquireFor(ctx context.Context, parent *scope, pool *sqlx.DB, 
 // ancestors) already hold every connection pool may open, so that waiting
 // for another could only time out: a RequiresNew scope, or a NotSupported
 // one that needs the pool, inside a transaction on SQLite's single writer.
-func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, reader bool) error {
+func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, side poolSide) error {
 	if parent == nil {
 		return nil
 	}
@@ -45,7 +55,7 @@ func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, 
 	}
 	held := 0
 	for p := parent; p != nil; p = p.parent {
-		if p.ownsConn && p.reader == reader {
+		if p.ownsConn && p.side == side {
 			held++
 		}
 	}
@@ -80,13 +90,12 @@ func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error
 	return c, err
 }
 
-// closing returns errClosing for a scope that failed to take a connection
-// because Close gave up waiting: the pools it closes then fail their waiters
-// ("sql: database is closed") before the cancellation of the scopes'
-// contexts, which runs apart, has reached them.
-// cutShort gives up a connection that arrived after Close gave up waiting:
-// the scope that waited for it must not run (Close cancels its ctx, but the
-// cancellation may arrive after the connection).
+// cutShort ends the wait of a scope for a connection once Close has given
+// up waiting, for the scope must not run: a connection that arrived is
+// closed (Close cancels the scope's ctx, but the cancellation may arrive
+// after the connection), and a failure, such as the "sql: database is
+// closed" of a pool its owner closed meanwhile, becomes errClosing.
+// Otherwise it returns c and err as they are.
 func (m *Manager) cutShort(c *sqlx.Conn, err error) (*sqlx.Conn, error) {
 	if m.kill.Err() == nil {
 		return c, err

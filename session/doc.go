@@ -43,9 +43,9 @@
 //     timeout, SQLite busy) poisons it: later statements fail with
 //     ErrAborted and the scope rolls back even if fn swallows the error.
 //     An error met while reading a result set (Rows.Err, Row.Scan) counts
-//     too: the scope looks at the result sets its queries returned before
-//     the next statement and before COMMIT. It does not see rows read
-//     through a Querier other than Q's.
+//     too: the connection wrapper under an engine's pools refuses the
+//     transaction's next statements with it and rolls back at COMMIT, and
+//     the scope sees it there (for a pool opened by hand, see New).
 //   - Serialization failures, deadlocks, lock wait timeouts and SQLite busy
 //     errors are retried by the scope that owns the transaction (3 attempts
 //     with jittered backoff by default; Retry, NoRetry). A connection lost

@@ -220,13 +220,14 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 }
 
-// enter counts a scope that takes a connection of its own in. After Close
-// only an inner one may start: one opened inside a scope still in flight,
-// which Close lets finish.
-func (m *Manager) enter(inner bool) error {
+// enter counts in a scope that takes a connection of its own, opened
+// inside parent (nil: an outermost one). After Close only an inner one may
+// start: one opened inside a scope still in flight, which Close lets
+// finish.
+func (m *Manager) enter(parent *scope) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed && !inner {
+	if m.closed && parent == nil {
 		return ErrClosed
 	}
 	m.active++

@@ -231,7 +231,7 @@ func (s *scope) txStmt(ctx context.Context, query string) (txStmt, bool) {
 		if present { // being prepared by another caller, which may need this very connection
 			return txStmt{}, false
 		}
-		if !free(s.pool, false) {
+		if !hasIdle(s.pool) {
 			t.stmts.miss(query)
 			return txStmt{}, false
 		}
@@ -253,7 +253,7 @@ func (m *Manager) prepareMissed(ctx context.Context, s *scope) {
 		return
 	}
 	for _, query := range s.tx.stmts.takeMissed() {
-		if ctx.Err() != nil || !free(s.pool, false) {
+		if ctx.Err() != nil || !hasIdle(s.pool) {
 			return
 		}
 		if e := m.prepareBounded(ctx, s.pool, query); e != nil {
@@ -262,8 +262,9 @@ func (m *Manager) prepareMissed(ctx context.Context, s *scope) {
 	}
 }
 
-// prepareBounded is get, waiting for a connection at most the acquire
-// timeout: for preparations nothing waits on but a speed-up.
+// prepareBounded is the statement cache's get, waiting for a connection
+// at most the acquire timeout: for preparations nothing waits on but a
+// speed-up.
 func (m *Manager) prepareBounded(ctx context.Context, db *sqlx.DB, query string) *stmtEntry {
 	if d := m.cfg.acquireTimeout; d > 0 {
 		var cancel context.CancelFunc
@@ -304,14 +305,24 @@ type poolQuerier struct {
 	prep bool
 }
 
+// connWait is how a statement run outside any scope waits for its
+// connection: under the acquire timeout (Exec, Get and Select), or within
+// its ctx alone (the row-streaming calls, whose rows keep the connection).
+type connWait uint8
+
+const (
+	withinCtx connWait = iota
+	underAcquireTimeout
+)
+
 // spare fails fast when the scopes in ctx hold every connection of the pool.
 func (q *poolQuerier) spare(ctx context.Context) error {
-	return q.m.checkSpare(ctx, q.m.current(ctx), q.db, false)
+	return q.m.checkSpare(ctx, q.m.current(ctx), q.db, onWriter)
 }
 
 // conn takes a connection for one statement, under the acquire timeout.
 func (q *poolQuerier) conn(ctx context.Context) (*sqlx.Conn, error) {
-	return q.m.acquireFor(ctx, q.m.current(ctx), q.db, false)
+	return q.m.acquireFor(ctx, q.m.current(ctx), q.db, onWriter)
 }
 
 func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -319,7 +330,7 @@ func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any
 		return nil, err
 	}
 	var res sql.Result
-	if ran, err := q.runPrepared(ctx, query, len(args), true, func(st *sqlx.Stmt) (err error) {
+	if ran, err := q.runPrepared(ctx, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) (err error) {
 		res, err = st.ExecContext(ctx, args...)
 		return err
 	}); ran {
@@ -341,7 +352,7 @@ func (q *poolQuerier) QueryContext(ctx context.Context, query string, args ...an
 		return nil, err
 	}
 	var rows *sql.Rows
-	if ran, err := q.runPrepared(ctx, query, len(args), false, func(st *sqlx.Stmt) (err error) {
+	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) (err error) {
 		rows, err = st.QueryContext(ctx, args...)
 		return err
 	}); ran {
@@ -355,7 +366,7 @@ func (q *poolQuerier) QueryxContext(ctx context.Context, query string, args ...a
 		return nil, err
 	}
 	var rows *sqlx.Rows
-	if ran, err := q.runPrepared(ctx, query, len(args), false, func(st *sqlx.Stmt) (err error) {
+	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) (err error) {
 		rows, err = st.QueryxContext(ctx, args...)
 		return err
 	}); ran {
@@ -369,7 +380,7 @@ func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args .
 		return q.db.QueryRowxContext(failedContext{ctx, err}, query, args...)
 	}
 	var row *sqlx.Row
-	if ran, err := q.runPrepared(ctx, query, len(args), false, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) error {
 		row = st.QueryRowxContext(ctx, args...)
 		return row.Err()
 	}); ran {
@@ -385,7 +396,7 @@ func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, ar
 	if err := q.spare(ctx); err != nil {
 		return err
 	}
-	if ran, err := q.runPrepared(ctx, query, len(args), true, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) error {
 		return st.GetContext(ctx, dest, args...)
 	}); ran {
 		return err
@@ -405,7 +416,7 @@ func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string,
 	if err := q.spare(ctx); err != nil {
 		return err
 	}
-	if ran, err := q.runPrepared(ctx, query, len(args), true, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) error {
 		return st.SelectContext(ctx, dest, args...)
 	}); ran {
 		return err
@@ -428,15 +439,16 @@ func (q *poolQuerier) NamedExecContext(ctx context.Context, query string, arg an
 // runPrepared runs op on the cached statement of query, for a statement
 // outside any scope: ran is false when it is to run as it is instead (the
 // Querier does not prepare, the cache is off or closed, the statement is
-// not preparable, or bounded and the pool has no connection to spare, see
-// poolQuerier). A statement the database says is gone or stale is dropped
-// from the cache and run once more, prepared anew.
-func (q *poolQuerier) runPrepared(ctx context.Context, query string, nargs int, bounded bool, op func(*sqlx.Stmt) error) (ran bool, err error) {
+// not preparable, or its call waits under the acquire timeout and the pool
+// has no connection to spare, see poolQuerier). A statement the database
+// says is gone or stale is dropped from the cache and run once more,
+// prepared anew.
+func (q *poolQuerier) runPrepared(ctx context.Context, query string, nargs int, wait connWait, op func(*sqlx.Stmt) error) (ran bool, err error) {
 	m := q.m
 	if !q.prep || m.stmts == nil || !preparable(query, nargs) {
 		return false, nil
 	}
-	if bounded && m.cfg.acquireTimeout > 0 && !free(q.db, true) {
+	if wait == underAcquireTimeout && m.cfg.acquireTimeout > 0 && !idleOrRoom(q.db) {
 		return false, nil
 	}
 	for retried := false; ; retried = true {
@@ -468,11 +480,14 @@ func preparable(query string, nargs int) bool {
 	return i < 0 || strings.TrimRight(query[i:], "; \t\r\n") == ""
 }
 
-// free reports whether db has an idle connection, or (orOpen) room to
-// open one: whether taking one now is unlikely to wait.
-func free(db *sqlx.DB, orOpen bool) bool {
+// hasIdle reports whether db has an idle connection.
+func hasIdle(db *sqlx.DB) bool { return db.Stats().Idle > 0 }
+
+// idleOrRoom reports whether db has an idle connection or room to open
+// one: whether taking one now is unlikely to wait.
+func idleOrRoom(db *sqlx.DB) bool {
 	st := db.Stats()
-	return st.Idle > 0 || orOpen && (st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections)
+	return st.Idle > 0 || st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections
 }
 
 // failedContext is a context that is already done with a given error. It

@@ -12,13 +12,13 @@ import (
 // retryable reports whether another attempt may succeed. A read-only
 // transaction whose connection was lost is retried too: it wrote nothing,
 // and the next attempt takes another connection (or another replica).
-func (c *txConfig) retryable(d *dialect.Dialect, err error, readOnly bool) bool {
+func (c *txConfig) retryable(d *dialect.Dialect, err error, acc access) bool {
 	if errors.Is(err, ErrAmbiguousCommit) || errors.Is(err, ErrClosed) || errors.Is(err, ErrAcquireTimeout) {
 		return false
 	}
 	class := d.Classify(err)
 	var stale *staleError // a cached statement, dropped since: the next attempt prepares it anew
-	return class.Has(dialect.Retryable) || (readOnly && class.Has(dialect.ConnLost)) || errors.As(err, &stale) ||
+	return class.Has(dialect.Retryable) || (acc == readOnly && class.Has(dialect.ConnLost)) || errors.As(err, &stale) ||
 		(c.retry.RetryOn != nil && c.retry.RetryOn(err))
 }
 

@@ -25,11 +25,11 @@ type scope struct {
 	parent    *scope     // the enclosing scope of the same Manager
 	conn      *sqlx.Conn // nil in a suspended scope (NotSupported)
 	pool      *sqlx.DB   // conn's pool
-	reader    bool       // conn is from the reader pool
+	side      poolSide   // onReader: conn is from the reader pool or a replica
 	ownsConn  bool
 	tx        *txn   // nil outside a transaction
 	savepoint string // set in a Nested scope
-	readOnly  bool
+	access    access
 	q, pq     scopeQuerier // statements as they are; prepared (Manager.Prepared)
 	ended     atomic.Bool
 	watch     txWatch // the owner's transaction, for monitor events
@@ -88,20 +88,29 @@ func (m *Manager) current(ctx context.Context) *scope {
 
 var errPanicked = errors.New("session: an inner scope panicked")
 
+// access is what a scope may do: read and write (Tx), or only read
+// (ReadOnly).
+type access uint8
+
+const (
+	readWrite access = iota
+	readOnly
+)
+
 // Tx runs fn in a transaction scope: by default it joins the transaction in
 // ctx or begins one, commits when fn returns nil and rolls back otherwise.
 // A transaction Tx begins is retried on retryable failures (see Retry).
 // A panic in fn rolls back and goes on with the original value. When ctx is
 // cancelled, the transaction rolls back and Tx returns the ctx error.
 func (m *Manager) Tx(ctx context.Context, fn func(ctx context.Context) error, opts ...TxOption) error {
-	return m.scope(ctx, fn, false, opts)
+	return m.scope(ctx, fn, readWrite, opts)
 }
 
 // ReadOnly is Tx for a read-only transaction: a write in it fails with
 // ErrReadOnly. Inside a write transaction it joins that transaction and
 // sees its writes. On SQLite it runs on the query-only reader pool.
 func (m *Manager) ReadOnly(ctx context.Context, fn func(ctx context.Context) error, opts ...TxOption) error {
-	return m.scope(ctx, fn, true, opts)
+	return m.scope(ctx, fn, readOnly, opts)
 }
 
 // Tx is Manager.Tx for a fn that returns a value.
@@ -160,13 +169,13 @@ func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) 
 	if cur != nil && cur.conn != nil {
 		return fn(ctx)
 	}
-	if err := m.enter(cur != nil); err != nil {
+	if err := m.enter(cur); err != nil {
 		return err
 	}
 	defer m.leave()
 	sctx, done := m.scopeContext(ctx, 0)
 	defer done()
-	conn, err := m.acquireFor(sctx, cur, m.w, false)
+	conn, err := m.acquireFor(sctx, cur, m.w, onWriter)
 	if err != nil {
 		return ctxErr(sctx, err)
 	}
@@ -211,7 +220,7 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, readOnly bool, opts []TxOption) error {
+func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, acc access, opts []TxOption) error {
 	c := txConfig{retry: m.cfg.retry}
 	for _, o := range opts {
 		o(&c)
@@ -234,21 +243,21 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, rea
 	switch c.mode {
 	case Required:
 		if inTx {
-			return cur.join(ctx, fn, readOnly)
+			return cur.join(ctx, fn, acc)
 		}
 	case RequiresNew:
 	case Nested:
 		if inTx {
-			return cur.nested(ctx, fn, readOnly)
+			return cur.nested(ctx, fn, acc)
 		}
 	case Mandatory:
 		if !inTx {
 			return ErrNoTransaction
 		}
-		return cur.join(ctx, fn, readOnly)
+		return cur.join(ctx, fn, acc)
 	case Supports:
 		if inTx {
-			return cur.join(ctx, fn, readOnly)
+			return cur.join(ctx, fn, acc)
 		}
 		return m.plain(ctx, cur, fn, &c)
 	case NotSupported:
@@ -266,7 +275,7 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, rea
 	default:
 		return fmt.Errorf("session: unknown propagation mode %d", c.mode)
 	}
-	return m.begin(ctx, cur, fn, readOnly, &c)
+	return m.begin(ctx, cur, fn, acc, &c)
 }
 
 // begins reports whether a scope of the given mode begins a transaction
@@ -282,7 +291,7 @@ func (m *Manager) plain(ctx context.Context, cur *scope, fn func(context.Context
 	if cur != nil {
 		return fn(ctx)
 	}
-	if err := m.enter(false); err != nil {
+	if err := m.enter(nil); err != nil {
 		return err
 	}
 	defer m.leave()
@@ -295,20 +304,20 @@ func (m *Manager) plain(ctx context.Context, cur *scope, fn func(context.Context
 }
 
 // begin runs fn in a transaction of its own, retrying it per c.retry.
-func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig) error {
-	if err := m.enter(parent != nil); err != nil {
+func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Context) error, acc access, c *txConfig) error {
+	if err := m.enter(parent); err != nil {
 		return err
 	}
 	defer m.leave()
 	for attempt := 1; ; attempt++ {
-		callbacks, err := m.attempt(ctx, parent, fn, readOnly, c, attempt)
+		callbacks, err := m.attempt(ctx, parent, fn, acc, c, attempt)
 		if err == nil {
 			for _, f := range callbacks {
 				f(ctx)
 			}
 			return nil
 		}
-		if ctx.Err() != nil || !c.retryable(m.d, err, readOnly) {
+		if ctx.Err() != nil || !c.retryable(m.d, err, acc) {
 			return err
 		}
 		if attempt >= c.retry.MaxAttempts {
@@ -326,29 +335,29 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 
 // attempt runs fn once in a new transaction. It returns the callbacks
 // registered with AfterCommit when the transaction committed.
-func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, readOnly bool, c *txConfig, attempt int) ([]func(context.Context), error) {
+func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, acc access, c *txConfig, attempt int) ([]func(context.Context), error) {
 	sctx, done := m.scopeContext(ctx, c.timeout)
 	defer done()
 	if m.tracer != nil {
 		sctx = m.tracer.TxStart(sctx, monitor.TxStart{DB: m.cfg.db, Label: c.label, Attempt: attempt})
 	}
 	s := m.newScope(parent, nil)
-	s.readOnly = readOnly
+	s.access = acc
 	if parent != nil && parent.conn != nil && c.mode != RequiresNew {
-		s.conn, s.reader = parent.conn, parent.reader
+		s.conn, s.side = parent.conn, parent.side
 	} else {
 		pool := m.w
-		if readOnly {
+		if acc == readOnly {
 			if r := m.readPool(c.isolation); r != nil {
-				pool, s.reader = r, true
+				pool, s.side = r, onReader
 			}
 		}
-		conn, err := m.acquireFor(sctx, parent, pool, s.reader)
-		if err != nil && s.reader && m.r == nil && sctx.Err() == nil {
+		conn, err := m.acquireFor(sctx, parent, pool, s.side)
+		if err != nil && s.side == onReader && m.r == nil && sctx.Err() == nil {
 			// A replica that went down since its last check: the
 			// primary serves this scope.
-			pool, s.reader = m.w, false
-			conn, err = m.acquireFor(sctx, parent, pool, false)
+			pool, s.side = m.w, onWriter
+			conn, err = m.acquireFor(sctx, parent, pool, onWriter)
 		}
 		if err != nil {
 			return nil, ctxErr(sctx, err)
@@ -358,13 +367,13 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		s.conn, s.pool, s.ownsConn = conn, pool, true
 	}
 	begun := time.Now()
-	tx, err := m.beginTx(sctx, s.conn, &sql.TxOptions{Isolation: c.isolation, ReadOnly: readOnly})
+	tx, err := m.beginTx(sctx, s.conn, &sql.TxOptions{Isolation: c.isolation, ReadOnly: acc == readOnly})
 	s.watch = m.watchTx(sctx, c.label, attempt, begun, err)
 	if err != nil {
 		return nil, ctxErr(sctx, err)
 	}
 	defer tx.stop()
-	if readOnly && !s.reader && m.d.Family() == dialect.SQLite {
+	if acc == readOnly && s.side == onWriter && m.d.Family() == dialect.SQLite {
 		// SQLite has no read-only transaction: on a writer connection the
 		// scope makes it query-only after BEGIN (an immediate BEGIN is a
 		// write) and resets it after the transaction ends.
@@ -434,7 +443,7 @@ func (s *scope) finish(ctx context.Context, fnErr error) ([]func(context.Context
 	cause := s.rollbackCause()
 	if fnErr == nil && cause == nil {
 		if err := s.commit(tx); err != nil {
-			return nil, s.m.commitError(ctx, err, s.readOnly)
+			return nil, s.m.commitError(ctx, err, s.access)
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -479,13 +488,13 @@ func (s *scope) rollback(tx *sqlx.Tx) error {
 // COMMIT leaves no outcome in doubt: it is a lost connection like any
 // other, and the scope retries it as it retries a read-only transaction
 // that lost its connection on a statement.
-func (m *Manager) commitError(ctx context.Context, err error, readOnly bool) error {
+func (m *Manager) commitError(ctx context.Context, err error, acc access) error {
 	if ctx.Err() != nil && (errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return context.Cause(ctx) // rolled back by database/sql before COMMIT was sent
 	}
 	c := m.d.Classify(err)
 	switch {
-	case c.Has(dialect.ConnLost) && readOnly:
+	case c.Has(dialect.ConnLost) && acc == readOnly:
 		return fmt.Errorf("session: commit of a read-only transaction: %w", err)
 	case c.Has(dialect.ConnLost):
 		return fmt.Errorf("%w: %w", ErrAmbiguousCommit, err)
@@ -519,8 +528,8 @@ func (s *scope) fail(err error) {
 }
 
 // join runs fn in the transaction of s. A failure marks it rollback-only.
-func (s *scope) join(ctx context.Context, fn func(context.Context) error, readOnly bool) error {
-	if !readOnly && s.readOnly {
+func (s *scope) join(ctx context.Context, fn func(context.Context) error, acc access) error {
+	if acc == readWrite && s.access == readOnly {
 		return fmt.Errorf("%w: a read-write scope cannot join a read-only transaction", ErrReadOnly)
 	}
 	finished := false
@@ -538,8 +547,8 @@ func (s *scope) join(ctx context.Context, fn func(context.Context) error, readOn
 }
 
 // nested runs fn in a savepoint of the transaction of s.
-func (s *scope) nested(ctx context.Context, fn func(context.Context) error, readOnly bool) error {
-	if !readOnly && s.readOnly {
+func (s *scope) nested(ctx context.Context, fn func(context.Context) error, acc access) error {
+	if acc == readWrite && s.access == readOnly {
 		return fmt.Errorf("%w: a read-write scope cannot nest in a read-only transaction", ErrReadOnly)
 	}
 	name := "enginekit_sp" + strconv.FormatInt(s.tx.seq.Add(1), 10)
@@ -547,7 +556,7 @@ func (s *scope) nested(ctx context.Context, fn func(context.Context) error, read
 		return err
 	}
 	ns := s.m.newScope(s, s.conn)
-	ns.reader, ns.tx, ns.savepoint, ns.readOnly = s.reader, s.tx, name, s.readOnly
+	ns.side, ns.tx, ns.savepoint, ns.access = s.side, s.tx, name, s.access
 	finished := false
 	defer func() {
 		ns.ended.Store(true)
