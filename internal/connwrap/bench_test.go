@@ -1,4 +1,4 @@
-package monitor_test
+package connwrap_test
 
 import (
 	"context"
@@ -9,18 +9,50 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
-	"github.com/enginekit/enginekit/monitor"
+	"github.com/enginekit/enginekit/internal/connwrap"
 )
 
-// BenchmarkPointRead reads one row by primary key: on the driver bare, on
-// an engine with no monitor (its pools wrapped for the lifetime jitter
-// alone, except SQLite's writer), and on one with the Prometheus monitor.
+// openEngine opens an engine on cfg with fxtest's drivers, closed when
+// the benchmark ends.
+func openEngine(tb testing.TB, cfg dbfx.Config, opts ...dbfx.Option) *dbfx.Engine {
+	tb.Helper()
+	e, err := dbfx.Open(testContext(tb), cfg, append([]dbfx.Option{fxtest.WithDrivers()}, opts...)...)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+// benchTable makes a table of 100 rows for point reads.
+func benchTable(b *testing.B, e *dbfx.Engine) {
+	b.Helper()
+	ctx := testContext(b)
+	db := e.DB()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)"); err != nil {
+		b.Fatal(err)
+	}
+	for i := 1; i <= 100; i++ {
+		if _, err := db.ExecContext(ctx, db.Rebind("INSERT INTO bench (id, v) VALUES (?, ?)"), i, fmt.Sprint("value ", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPointRead reads one row by primary key: on the driver bare
+// (the connector dbfx opens, unwrapped), on an engine with no monitor (its
+// pools wrapped all the same), and on one with a monitor that counts.
 //
-//	go test -run '^$' -bench PointRead -benchmem -count=10 ./monitor/ | tee bench.txt
+//	go test -run '^$' -bench 'PointRead$' -benchmem -count=10 ./internal/connwrap/ | tee bench.txt
 //	benchstat -col /monitor bench.txt
 func BenchmarkPointRead(b *testing.B) {
 	for _, d := range []struct {
@@ -30,25 +62,13 @@ func BenchmarkPointRead(b *testing.B) {
 		b.Run("db="+d.name, func(b *testing.B) {
 			cfg := d.cfg(b)
 			plain := openEngine(b, cfg)
-			mustExec(b, plain, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)")
-			for i := 1; i <= 100; i++ {
-				mustExec(b, plain, "INSERT INTO bench (id, v) VALUES (?, ?)", i, fmt.Sprint("value ", i))
-			}
-			prom, err := monitor.NewPrometheus(prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			watched := openEngine(b, cfg, dbfx.WithMonitor(prom))
-			bareCfg := cfg
-			if cfg.Driver == "mysql" {
-				bareCfg.DSN += "?parseTime=true&clientFoundRows=true"
-			}
-			bare := sqlx.NewDb(sql.OpenDB(baseConnector(b, bareCfg)), cfg.Driver)
-			b.Cleanup(func() { bare.Close() })
+			benchTable(b, plain)
+			watched := openEngine(b, cfg, dbfx.WithMonitor(&counter{}))
+			bare := openBare(b, cfg)
 			for _, v := range []struct {
 				name string
 				db   *sqlx.DB
-			}{{"none", plain.DB()}, {"prometheus", watched.DB()}, {"bare", bare}} {
+			}{{"bare", bare}, {"none", plain.DB()}, {"counter", watched.DB()}} {
 				b.Run("monitor="+v.name, func(b *testing.B) {
 					ctx := context.Background()
 					q := v.db.Rebind("SELECT v FROM bench WHERE id = ?")
@@ -68,25 +88,25 @@ func BenchmarkPointRead(b *testing.B) {
 }
 
 // BenchmarkWrapperOverhead isolates the wrapper's own cost per point read
-// on a driver that does nothing: bare, wrapped for the lifetime jitter
-// alone, and wrapped with the Prometheus monitor.
+// on a driver that does nothing: bare, wrapped with no monitor, and
+// wrapped with a monitor that counts (not Nop, so every statement is
+// timed and reported).
+//
+//	go test -run '^$' -bench WrapperOverhead -benchmem -count=10 ./internal/connwrap/ | tee overhead.txt
+//	benchstat -col /monitor overhead.txt
 func BenchmarkWrapperOverhead(b *testing.B) {
-	prom, err := monitor.NewPrometheus(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, v := range []struct {
 		name string
-		o    *monitor.ConnectorOptions
+		o    *connwrap.Options
 	}{
 		{"bare", nil},
-		{"lifetime", &monitor.ConnectorOptions{DB: "fake", MaxLifetime: time.Hour}},
-		{"prometheus", &monitor.ConnectorOptions{DB: "fake", Monitor: prom, MaxLifetime: time.Hour}},
+		{"none", &connwrap.Options{DB: "fake", MaxLifetime: time.Hour}},
+		{"counter", &connwrap.Options{DB: "fake", Monitor: &counter{}, MaxLifetime: time.Hour}},
 	} {
 		b.Run("monitor="+v.name, func(b *testing.B) {
 			var c driver.Connector = &fakeConnector{log: &fakeLog{}, full: true, quiet: true}
 			if v.o != nil {
-				c = monitor.WrapConnector(c, *v.o)
+				c = connwrap.Wrap(c, *v.o)
 			}
 			db := sql.OpenDB(c)
 			defer db.Close()
@@ -103,11 +123,11 @@ func BenchmarkWrapperOverhead(b *testing.B) {
 }
 
 // BenchmarkPointReadPaired alternates, read by read, between an engine
-// with no monitor and one with the Prometheus monitor on the same
+// with no monitor and one with a monitor that counts on the same
 // database, so both meet the same load from whatever else runs on the
 // machine; it reports each one's time per read and their ratio.
 //
-//	go test -run '^$' -bench PointReadPaired -count=10 ./monitor/ | tee paired.txt
+//	go test -run '^$' -bench PointReadPaired -count=10 ./internal/connwrap/ | tee paired.txt
 //	benchstat paired.txt
 func BenchmarkPointReadPaired(b *testing.B) {
 	for _, d := range []struct {
@@ -117,15 +137,8 @@ func BenchmarkPointReadPaired(b *testing.B) {
 		b.Run("db="+d.name, func(b *testing.B) {
 			cfg := d.cfg(b)
 			plain := openEngine(b, cfg)
-			mustExec(b, plain, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)")
-			for i := 1; i <= 100; i++ {
-				mustExec(b, plain, "INSERT INTO bench (id, v) VALUES (?, ?)", i, fmt.Sprint("value ", i))
-			}
-			prom, err := monitor.NewPrometheus(prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			watched := openEngine(b, cfg, dbfx.WithMonitor(prom))
+			benchTable(b, plain)
+			watched := openEngine(b, cfg, dbfx.WithMonitor(&counter{}))
 			dbs := [2]*sqlx.DB{plain.DB(), watched.DB()}
 			q := plain.DB().Rebind("SELECT v FROM bench WHERE id = ?")
 			ctx := context.Background()
@@ -143,8 +156,48 @@ func BenchmarkPointReadPaired(b *testing.B) {
 			}
 			half := float64(max(i/2, 1))
 			b.ReportMetric(float64(spent[0].Nanoseconds())/half, "ns/read-none")
-			b.ReportMetric(float64(spent[1].Nanoseconds())/half, "ns/read-prometheus")
-			b.ReportMetric(float64(spent[1])/float64(max(spent[0], 1)), "prometheus/none")
+			b.ReportMetric(float64(spent[1].Nanoseconds())/half, "ns/read-counter")
+			b.ReportMetric(float64(spent[1])/float64(max(spent[0], 1)), "counter/none")
 		})
+	}
+}
+
+// TestWrapperAllocatesNothingMore: a statement that succeeds outside a
+// transaction allocates no more through the wrapper, with no monitor or
+// with one (and a leak threshold), than on the bare driver, as the
+// package promises; on a driver that does nothing, so that the driver's
+// own allocations do not hide the wrapper's.
+func TestWrapperAllocatesNothingMore(t *testing.T) {
+	allocs := func(o *connwrap.Options) float64 {
+		var c driver.Connector = &fakeConnector{log: &fakeLog{}, full: true, quiet: true}
+		if o != nil {
+			c = connwrap.Wrap(c, *o)
+		}
+		db := sql.OpenDB(c)
+		defer db.Close()
+		ctx := context.Background()
+		var n int
+		run := func() {
+			if err := db.QueryRowContext(ctx, "query", 1).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, "exec", 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run() // the connection is opened here, not counted
+		return testing.AllocsPerRun(200, run)
+	}
+	bare := allocs(nil)
+	for _, v := range []struct {
+		name string
+		o    connwrap.Options
+	}{
+		{"none", connwrap.Options{DB: "fake", MaxLifetime: time.Hour}},
+		{"counter", connwrap.Options{DB: "fake", Monitor: &counter{}, MaxLifetime: time.Hour, LeakThreshold: time.Hour, SlowQuery: time.Hour}},
+	} {
+		if got := allocs(&v.o); got > bare {
+			t.Errorf("monitor=%s: %v allocations per query and exec, the bare driver %v", v.name, got, bare)
+		}
 	}
 }

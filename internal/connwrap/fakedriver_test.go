@@ -1,4 +1,4 @@
-package monitor_test
+package connwrap_test
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/enginekit/enginekit/monitor"
+	"github.com/enginekit/enginekit/internal/connwrap"
 )
 
 // fakeLog records the driver calls database/sql makes.
@@ -30,12 +31,14 @@ func (l *fakeLog) add(format string, args ...any) {
 	l.mu.Unlock()
 }
 
-// fakeConnector opens minimal connections (the legacy interfaces only) or
-// full ones (every optional interface).
+// fakeConnector opens minimal connections (the required methods only),
+// legacy ones (with the legacy Execer and Queryer too) or full ones
+// (every optional interface).
 type fakeConnector struct {
-	log   *fakeLog
-	full  bool
-	quiet bool // log nothing: for benchmarks
+	log    *fakeLog
+	full   bool
+	legacy bool
+	quiet  bool // log nothing: for benchmarks
 }
 
 func (c *fakeConnector) Connect(context.Context) (driver.Conn, error) {
@@ -44,8 +47,11 @@ func (c *fakeConnector) Connect(context.Context) (driver.Conn, error) {
 	if c.quiet {
 		m.log = nil
 	}
-	if c.full {
+	switch {
+	case c.full:
 		return &fullConn{m}, nil
+	case c.legacy:
+		return &legacyConn{m}, nil
 	}
 	return m, nil
 }
@@ -61,6 +67,20 @@ func (c *minConn) Close() error { c.log.add("close"); return nil }
 func (c *minConn) Begin() (driver.Tx, error) {
 	c.log.add("begin")
 	return fakeTx{c.log}, nil
+}
+
+type legacyConn struct{ *minConn }
+
+func (c *legacyConn) Exec(q string, args []driver.Value) (driver.Result, error) {
+	c.log.add("exec %s %v", q, args)
+	if strings.Contains(q, "skip") {
+		return nil, driver.ErrSkip
+	}
+	return driver.RowsAffected(4), nil
+}
+func (c *legacyConn) Query(q string, args []driver.Value) (driver.Rows, error) {
+	c.log.add("query %s %v", q, args)
+	return &fakeRows{}, nil
 }
 
 type fullConn struct{ *minConn }
@@ -82,7 +102,10 @@ func (c *fullConn) ExecContext(_ context.Context, q string, args []driver.NamedV
 }
 func (c *fullConn) QueryContext(_ context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	c.log.add("queryContext %s %v", q, args)
-	return &fakeRows{}, nil
+	if c.log == nil { // quiet
+		return &fakeRows{}, nil
+	}
+	return &fullRows{fakeRows: &fakeRows{}, log: c.log, sets: 2}, nil
 }
 func (c *fullConn) Ping(context.Context) error { c.log.add("ping"); return nil }
 func (c *fullConn) ResetSession(context.Context) error {
@@ -103,8 +126,13 @@ type minStmt struct {
 	q   string
 }
 
-func (s *minStmt) Close() error  { s.log.add("stmt.close"); return nil }
-func (s *minStmt) NumInput() int { return -1 }
+func (s *minStmt) Close() error { s.log.add("stmt.close"); return nil }
+func (s *minStmt) NumInput() int {
+	if strings.Contains(s.q, "one arg") {
+		return 1
+	}
+	return -1
+}
 func (s *minStmt) Exec(args []driver.Value) (driver.Result, error) {
 	s.log.add("stmt.exec %v", args)
 	return driver.RowsAffected(2), nil
@@ -122,7 +150,7 @@ func (s *fullStmt) ExecContext(_ context.Context, args []driver.NamedValue) (dri
 }
 func (s *fullStmt) QueryContext(_ context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	s.log.add("stmt.queryContext %v", args)
-	return &fakeRows{}, nil
+	return &fullRows{fakeRows: &fakeRows{}, log: s.log, sets: 2}, nil
 }
 func (s *fullStmt) ColumnConverter(int) driver.ValueConverter {
 	s.log.add("stmt.columnConverter")
@@ -134,6 +162,8 @@ type fakeTx struct{ log *fakeLog }
 func (t fakeTx) Commit() error   { t.log.add("commit"); return nil }
 func (t fakeTx) Rollback() error { t.log.add("rollback"); return nil }
 
+// fakeRows has one row of one column, and none of the optional
+// interfaces of driver.Rows.
 type fakeRows struct{ done bool }
 
 func (r *fakeRows) Columns() []string { return []string{"n"} }
@@ -147,6 +177,49 @@ func (r *fakeRows) Next(dest []driver.Value) error {
 	return nil
 }
 
+// fullRows has every optional interface of driver.Rows, with answers
+// that differ from database/sql's defaults, and after its first result set
+// sets more, of a row each.
+type fullRows struct {
+	*fakeRows
+	log  *fakeLog
+	sets int // result sets left after this one
+}
+
+func (r *fullRows) HasNextResultSet() bool {
+	r.log.add("rows.hasNextResultSet")
+	return r.sets > 0
+}
+func (r *fullRows) NextResultSet() error {
+	r.log.add("rows.nextResultSet")
+	if r.sets == 0 {
+		return io.EOF
+	}
+	r.sets--
+	r.done = false
+	return nil
+}
+func (r *fullRows) ColumnTypeScanType(int) reflect.Type {
+	r.log.add("rows.scanType")
+	return reflect.TypeFor[int32]()
+}
+func (r *fullRows) ColumnTypeDatabaseTypeName(int) string {
+	r.log.add("rows.databaseTypeName")
+	return "INT4"
+}
+func (r *fullRows) ColumnTypeLength(int) (int64, bool) {
+	r.log.add("rows.length")
+	return 4, true
+}
+func (r *fullRows) ColumnTypeNullable(int) (bool, bool) {
+	r.log.add("rows.nullable")
+	return true, true
+}
+func (r *fullRows) ColumnTypePrecisionScale(int) (int64, int64, bool) {
+	r.log.add("rows.precisionScale")
+	return 10, 2, true
+}
+
 // fakeScenario uses db as an application would and logs what it saw.
 func fakeScenario(t *testing.T, db *sql.DB, log *fakeLog) []string {
 	ctx := context.Background()
@@ -158,6 +231,8 @@ func fakeScenario(t *testing.T, db *sql.DB, log *fakeLog) []string {
 	note("exec with args", err)
 	_, err = db.ExecContext(ctx, "skip", 1)
 	note("exec the driver skips", err)
+	_, err = db.ExecContext(ctx, "skip one arg", 1, 2)
+	note("exec the driver skips, with an argument too many", err)
 	_, err = db.ExecContext(ctx, "named", sql.Named("a", 1))
 	note("exec with a named arg", err)
 	_, err = db.ExecContext(ctx, "bad arg", struct{}{})
@@ -181,11 +256,13 @@ func fakeScenario(t *testing.T, db *sql.DB, log *fakeLog) []string {
 			note("rollback", tx.Rollback())
 		}
 	}
+	readRows(ctx, db, note)
 	tx, err := db.BeginTx(ctx, nil)
 	note("begin", err)
 	if err == nil {
 		_, err = tx.ExecContext(ctx, "in tx")
 		note("exec in tx", err)
+		readRows(ctx, tx, note) // rows read in a transaction are wrapped
 		note("commit", tx.Commit())
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -214,22 +291,55 @@ func fakeScenario(t *testing.T, db *sql.DB, log *fakeLog) []string {
 	return out
 }
 
+// readRows reads every result set of a query, with its column types.
+func readRows(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, note func(string, error)) {
+	rows, err := q.QueryContext(ctx, "rows", 1)
+	note("query rows", err)
+	if err != nil {
+		return
+	}
+	for set := 0; ; set++ {
+		types, err := rows.ColumnTypes()
+		note("column types", err)
+		for _, ct := range types {
+			nullable, nok := ct.Nullable()
+			length, lok := ct.Length()
+			p, s, pok := ct.DecimalSize()
+			note(fmt.Sprintf("column %s: %s scan=%v nullable=%v,%v length=%d,%v decimal=%d,%d,%v",
+				ct.Name(), ct.DatabaseTypeName(), ct.ScanType(), nullable, nok, length, lok, p, s, pok), nil)
+		}
+		for rows.Next() {
+			var n int
+			err := rows.Scan(&n)
+			note(fmt.Sprintf("set %d row %d", set, n), err)
+		}
+		if !rows.NextResultSet() {
+			break
+		}
+	}
+	note("rows err", rows.Err())
+	note("rows close", rows.Close())
+}
+
 // TestWrapperForwardsLikeTheDriver runs one scenario on a fake driver bare
 // and wrapped: database/sql must make the same driver calls and return the
 // same results and errors, whether the driver has every optional interface
 // or none.
 func TestWrapperForwardsLikeTheDriver(t *testing.T) {
-	for _, full := range []bool{false, true} {
+	for _, kind := range []string{"min", "legacy", "full"} {
 		for _, watched := range []bool{true, false} {
-			t.Run(fmt.Sprintf("full=%v/monitor=%v", full, watched), func(t *testing.T) {
+			t.Run(fmt.Sprintf("conn=%s/monitor=%v", kind, watched), func(t *testing.T) {
+				full, legacy := kind == "full", kind == "legacy"
 				bareLog, wrapLog := &fakeLog{}, &fakeLog{}
-				bare := sql.OpenDB(&fakeConnector{log: bareLog, full: full})
-				rec := newRecorder()
-				o := monitor.ConnectorOptions{DB: "fake", LeakThreshold: time.Hour, MaxLifetime: time.Hour, SlowQuery: time.Hour}
+				bare := sql.OpenDB(&fakeConnector{log: bareLog, full: full, legacy: legacy})
+				tr := newTracer()
+				o := connwrap.Options{DB: "fake", LeakThreshold: time.Hour, MaxLifetime: time.Hour, SlowQuery: time.Hour}
 				if watched {
-					o.Monitor = rec
+					o.Monitor = tr
 				}
-				wrapped := sql.OpenDB(monitor.WrapConnector(&fakeConnector{log: wrapLog, full: full}, o))
+				wrapped := sql.OpenDB(connwrap.Wrap(&fakeConnector{log: wrapLog, full: full, legacy: legacy}, o))
 				bare.SetMaxOpenConns(1)
 				wrapped.SetMaxOpenConns(1)
 				want := fakeScenario(t, bare, bareLog)
@@ -237,16 +347,16 @@ func TestWrapperForwardsLikeTheDriver(t *testing.T) {
 				if strings.Join(got, "\n") != strings.Join(want, "\n") {
 					t.Errorf("wrapped:\n\t%s\nbare:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
 				}
-				rec.mu.Lock()
-				defer rec.mu.Unlock()
-				if watched && len(rec.qs) == 0 {
+				qs := tr.queries()
+				if watched && len(qs) == 0 {
 					t.Error("the monitor saw no statement")
 				}
-				for _, e := range rec.qs {
+				for _, e := range qs {
 					if e.Err == driver.ErrSkip { //nolint:errorlint // the exact value
 						t.Errorf("the monitor saw a skipped statement: %+v", e)
 					}
 				}
+				tr.check(t)
 			})
 		}
 	}

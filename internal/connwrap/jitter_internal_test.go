@@ -1,4 +1,4 @@
-package monitor
+package connwrap
 
 import (
 	"context"
@@ -22,7 +22,7 @@ func (nullConnector) Driver() driver.Driver                        { return nil 
 // MaxLifetime, never beyond it.
 func TestLifetimeJitter(t *testing.T) {
 	const life = time.Hour
-	w := WrapConnector(nullConnector{}, ConnectorOptions{MaxLifetime: life}).(*Connector)
+	w := Wrap(nullConnector{}, Options{MaxLifetime: life})
 	lo, hi := life, time.Duration(0)
 	for range 200 {
 		begun := time.Now()

@@ -1,4 +1,4 @@
-package monitor_test
+package connwrap_test
 
 import (
 	"context"
@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enginekit/enginekit/monitor"
+	"github.com/enginekit/enginekit/internal/connwrap"
 )
 
 // TestLifetimeExpires discards connections past their age when they go
 // back to the pool, and counts them.
 func TestLifetimeExpires(t *testing.T) {
 	log := &fakeLog{}
-	w := monitor.WrapConnector(&fakeConnector{log: log, full: true}, monitor.ConnectorOptions{MaxLifetime: time.Nanosecond})
+	w := connwrap.Wrap(&fakeConnector{log: log, full: true}, connwrap.Options{MaxLifetime: time.Nanosecond})
 	db := sql.OpenDB(w)
 	defer db.Close()
 	for range 3 {
@@ -30,95 +30,42 @@ func TestLifetimeExpires(t *testing.T) {
 	if got := strings.Count(calls, "connect"); got != 3 {
 		t.Errorf("%d connections opened, want 3 (each expired after its statement): %s", got, calls)
 	}
-	if got := w.(*monitor.Connector).Stats().Expired; got != 3 {
+	if got := w.Stats().Expired; got != 3 {
 		t.Errorf("Expired = %d, want 3", got)
 	}
 }
 
-// TestWrapOnlyWhenNeeded leaves the connector alone when nothing is asked.
-func TestWrapOnlyWhenNeeded(t *testing.T) {
-	c := &fakeConnector{log: &fakeLog{}}
-	tests := []struct {
-		name string
-		give monitor.ConnectorOptions
-		want bool
-	}{
-		{"nothing", monitor.ConnectorOptions{DB: "x", SlowQuery: time.Second}, false},
-		{"nop", monitor.ConnectorOptions{Monitor: monitor.Nop()}, false},
-		{"multi of nops", monitor.ConnectorOptions{Monitor: monitor.Multi(monitor.Nop(), nil)}, false},
-		{"monitor", monitor.ConnectorOptions{Monitor: newRecorder()}, true},
-		{"leak threshold", monitor.ConnectorOptions{LeakThreshold: time.Second}, true},
-		{"lifetime", monitor.ConnectorOptions{MaxLifetime: time.Hour}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, wrapped := monitor.WrapConnector(c, tt.give).(*monitor.Connector)
-			if wrapped != tt.want {
-				t.Errorf("wrapped = %v, want %v", wrapped, tt.want)
-			}
-		})
-	}
-}
-
-// TestMultiForwards hands events, leaks and stats sources to every monitor.
-func TestMultiForwards(t *testing.T) {
-	a, b := newRecorder(), newRecorder()
-	m := monitor.Multi(a, monitor.Nop(), b)
-	m.Query(context.Background(), monitor.QueryEvent{DB: "x"})
-	m.Tx(context.Background(), monitor.TxEvent{DB: "x"})
-	m.(monitor.LeakMonitor).Leak(monitor.LeakEvent{DB: "x"})
-	for _, r := range []*recorder{a, b} {
-		if len(r.qs) != 1 || len(r.txs) != 1 || len(r.leaks) != 1 {
-			t.Errorf("a monitor saw %d queries, %d transactions, %d leaks; want 1 each", len(r.qs), len(r.txs), len(r.leaks))
-		}
-	}
-	var added, removed int
-	s1, s2 := &sink{added: &added, removed: &removed}, &sink{added: &added, removed: &removed}
-	remove := monitor.Multi(s1, a, s2).(monitor.StatsSink).AddStatsSource("x", func() monitor.PoolStats { return monitor.PoolStats{} })
-	remove()
-	if added != 2 || removed != 2 {
-		t.Errorf("added %d, removed %d stats sources; want 2 and 2", added, removed)
-	}
-	if monitor.Multi(a) != monitor.Monitor(a) || !monitor.IsNop(monitor.Multi()) {
-		t.Error("Multi of one is not that one, or Multi of none is not Nop")
-	}
-}
-
-type sink struct {
-	recorder
-	added, removed *int
-}
-
-func (s *sink) AddStatsSource(string, func() monitor.PoolStats) func() {
-	*s.added++
-	return func() { *s.removed++ }
-}
-
 // TestWrapperClaimsWhatTheDriverHas: the optional interfaces whose mere
 // presence changes database/sql's course are claimed only when the
-// driver's connection has them; Unwrap gives the driver's own.
+// driver's connection has them (TestWrapperForwardsLikeTheDriver checks
+// that the others answer as database/sql does without them); Unwrap gives
+// the driver's own.
 func TestWrapperClaimsWhatTheDriverHas(t *testing.T) {
+	// The legacy Execer and Queryer count as their ctx forms: the
+	// wrapper claims the ctx forms for them, which database/sql uses as
+	// it would the legacy ones.
 	claims := func(c any) string {
 		_, r := c.(driver.SessionResetter)
 		_, e := c.(driver.ExecerContext)
 		_, q := c.(driver.QueryerContext)
-		return fmt.Sprintf("resetter=%v execer=%v queryer=%v", r, e, q)
+		_, le := c.(driver.Execer)  //nolint:staticcheck // the legacy form
+		_, lq := c.(driver.Queryer) //nolint:staticcheck // the legacy form
+		return fmt.Sprintf("resetter=%v execer=%v queryer=%v", r, e || le, q || lq)
 	}
-	for _, full := range []bool{false, true} {
-		c := &fakeConnector{log: &fakeLog{}, full: full}
+	for _, c := range []*fakeConnector{{log: &fakeLog{}}, {log: &fakeLog{}, legacy: true}, {log: &fakeLog{}, full: true}} {
 		bare, err := c.Connect(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := monitor.WrapConnector(c, monitor.ConnectorOptions{MaxLifetime: time.Hour})
+		w := connwrap.Wrap(c, connwrap.Options{MaxLifetime: time.Hour})
 		wrapped, err := w.Connect(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, want := claims(wrapped), claims(bare); got != want {
-			t.Errorf("full=%v: wrapped claims %s, the driver has %s", full, got, want)
+			t.Errorf("%T: wrapped claims %s, the driver has %s", bare, got, want)
 		}
-		if got := monitor.Unwrap(wrapped); fmt.Sprintf("%T", got) != fmt.Sprintf("%T", bare) {
+		if got := connwrap.Unwrap(wrapped); fmt.Sprintf("%T", got) != fmt.Sprintf("%T", bare) {
 			t.Errorf("Unwrap gave %T, want %T", got, bare)
 		}
 	}
