@@ -121,10 +121,7 @@ func (q *scopeQuerier) QueryxContext(ctx context.Context, query string, args ...
 func (q *scopeQuerier) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
 	t, err := q.s.target()
 	if err != nil {
-		// A Row can only be made by running a query: run it on a context
-		// that is already done, which database/sql checks before it takes
-		// a connection, so nothing reaches the server.
-		return q.s.m.w.QueryRowxContext(failedContext{ctx, err}, query, args...)
+		return errRow(q.s.m.w, ctx, err)
 	}
 	var row *sqlx.Row
 	ran, err := q.runPrepared(ctx, query, len(args), func(st *sqlx.Stmt) error {
@@ -138,7 +135,7 @@ func (q *scopeQuerier) QueryRowxContext(ctx context.Context, query string, args 
 	if err != nil {
 		q.s.observe(err)
 		if row == nil || row.Err() != err { // a staleError, for the owning scope's retry
-			row = q.s.m.w.QueryRowxContext(failedContext{ctx, err}, query, args...)
+			row = errRow(q.s.m.w, ctx, err)
 		}
 	}
 	return row
@@ -377,7 +374,7 @@ func (q *poolQuerier) QueryxContext(ctx context.Context, query string, args ...a
 
 func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
 	if err := q.spare(ctx); err != nil {
-		return q.db.QueryRowxContext(failedContext{ctx, err}, query, args...)
+		return errRow(q.db, ctx, err)
 	}
 	var row *sqlx.Row
 	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) error {
@@ -385,7 +382,7 @@ func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args .
 		return row.Err()
 	}); ran {
 		if row == nil { // the preparation failed
-			row = q.db.QueryRowxContext(failedContext{ctx, err}, query, args...)
+			row = errRow(q.db, ctx, err)
 		}
 		return row
 	}
@@ -490,8 +487,18 @@ func idleOrRoom(db *sqlx.DB) bool {
 	return st.Idle > 0 || st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections
 }
 
+// errRow returns a *sqlx.Row whose Err (and Scan) is err. It is the one
+// place where a Row is made to carry an error of enginekit's: sqlx and
+// database/sql make a Row only by running a query, so errRow runs one on a
+// context already done with err, which database/sql checks before it
+// takes a connection: nothing reaches the server, and the Row's error is
+// err itself.
+func errRow(db *sqlx.DB, ctx context.Context, err error) *sqlx.Row {
+	return db.QueryRowxContext(failedContext{ctx, err}, "")
+}
+
 // failedContext is a context that is already done with a given error. It
-// only ever reaches database/sql, which returns Err before doing anything.
+// only ever reaches database/sql, through errRow.
 type failedContext struct {
 	context.Context
 	err error
