@@ -132,14 +132,27 @@ func (c Config) Validate(ds ...Driver) error {
 	for _, d := range ds {
 		given = given.add(d)
 	}
-	_, err := c.resolve(given, drv.Options{ConnectTimeout: c.withDefaults().ConnectTimeout}, len(ds) > 0)
+	missing := refuseMissing
+	if len(ds) == 0 {
+		missing = allowMissing
+	}
+	_, err := c.resolve(given, drv.Options{ConnectTimeout: c.withDefaults().ConnectTimeout}, missing)
 	return err
 }
 
+// missingDriver says what resolve makes of a DSN whose driver was not
+// given.
+type missingDriver uint8
+
+const (
+	refuseMissing missingDriver = iota // an error: the engine could not open it
+	allowMissing                       // no error: Validate without drivers checks the rest
+)
+
 // resolve validates c (after defaults) and works out the DSNs to open
-// with the drivers ds. Without open, a DSN whose driver is not in ds is
-// not an error: it is checked when the engine opens.
-func (c Config) resolve(ds drivers, o drv.Options, open bool) (*resolved, error) {
+// with the drivers ds. With allowMissing, a DSN whose driver is not in ds
+// is not an error, and the result is nil when c is otherwise valid.
+func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*resolved, error) {
 	c = c.withDefaults()
 	var bad []FieldError
 	add := func(field, format string, args ...any) {
@@ -154,8 +167,8 @@ func (c Config) resolve(ds drivers, o drv.Options, open bool) (*resolved, error)
 		add("DSN", "is empty")
 	} else {
 		var field, why string
-		var missing bool
-		if d, field, why, missing = ds.pick(c.Driver, c.DSN); d != nil {
+		var notGiven bool
+		if d, field, why, notGiven = ds.pick(c.Driver, c.DSN); d != nil {
 			c.Driver = d.Name
 			t, err := d.Resolve(c.DSN, o)
 			if err != nil {
@@ -163,7 +176,7 @@ func (c Config) resolve(ds drivers, o drv.Options, open bool) (*resolved, error)
 			} else {
 				r = &resolved{drv: d, Target: t}
 			}
-		} else if open || !missing {
+		} else if !notGiven || missing == refuseMissing {
 			add(field, "%s", why)
 		}
 	}

@@ -59,9 +59,9 @@ func (ds drivers) add(d Driver) drivers {
 
 // pick returns the driver named by Config.Driver, or by the family of
 // the DSN when that is empty, among ds. When there is none, field and why
-// say so; missing is true when the driver is one of enginekit's that was
+// say so; notGiven is true when the driver is one of enginekit's that was
 // not given.
-func (ds drivers) pick(name, dsn string) (d *drv.Driver, field, why string, missing bool) {
+func (ds drivers) pick(name, dsn string) (d *drv.Driver, field, why string, notGiven bool) {
 	field = "Driver"
 	if name == "" {
 		field, name = "DSN", familyOf(dsn)

@@ -100,7 +100,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		name = DefaultName
 	}
 	log := o.log.With(zap.String("engine", name))
-	r, err := cfg.resolve(o.drivers, drv.Options{ConnectTimeout: cfg.withDefaults().ConnectTimeout, Log: log}, true)
+	r, err := cfg.resolve(o.drivers, drv.Options{ConnectTimeout: cfg.withDefaults().ConnectTimeout, Log: log}, refuseMissing)
 	if err != nil {
 		return nil, err
 	}
