@@ -44,12 +44,12 @@ func WithDrivers(ds ...Driver) Option {
 	}
 }
 
-// DriverModule is the Module of a driver package: it puts d in the
-// DriversGroup. Given twice (by a test helper and by the application, say),
-// the driver counts once.
-func DriverModule(d Driver) fx.Option {
-	return fx.Module("enginekit.driver."+d.Spec().Name,
-		fx.Provide(fx.Annotate(func() Driver { return d }, fx.ResultTags(`group:"`+DriversGroup+`"`))),
+// DriverModule is the Module of a driver package: it puts a driver that
+// newDriver makes, one per app, in the DriversGroup. Given twice (by a
+// test helper and by the application, say), the driver counts once.
+func DriverModule(newDriver func() Driver) fx.Option {
+	return fx.Module("enginekit.driver."+newDriver().Spec().Name,
+		fx.Provide(fx.Annotate(newDriver, fx.ResultTags(`group:"`+DriversGroup+`"`))),
 	)
 }
 

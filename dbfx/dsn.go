@@ -16,12 +16,13 @@ type resolved struct {
 	replicas    []*resolved // Config.Replicas, resolved
 }
 
-// The DSN families the core recognises by their form, and the driver
-// package that opens each.
-var packages = map[string]string{
-	"postgres": "github.com/enginekit/enginekit/dbfx/postgres",
-	"mysql":    "github.com/enginekit/enginekit/dbfx/mysql",
-	"sqlite3":  "github.com/enginekit/enginekit/dbfx/sqlite3",
+// packageOf is the driver package of a driver enginekit has.
+func packageOf(name string) (string, bool) {
+	switch name {
+	case "postgres", "mysql", "sqlite3":
+		return "github.com/enginekit/enginekit/dbfx/" + name, true
+	}
+	return "", false
 }
 
 // familyOf guesses the driver from the form of a DSN.
@@ -45,12 +46,14 @@ func familyOf(dsn string) string {
 // drivers are the drivers given to an engine, once each.
 type drivers []*drv.Driver
 
+// add adds d unless a driver of its name is there: a driver given twice
+// counts once.
 func (ds drivers) add(d Driver) drivers {
 	if d == nil || d.Spec() == nil {
 		return ds
 	}
 	for _, have := range ds {
-		if have == d.Spec() {
+		if have.Name == d.Spec().Name {
 			return ds
 		}
 	}
@@ -71,7 +74,7 @@ func (ds drivers) pick(name, dsn string) (d *drv.Driver, field, why string, notG
 			return d, "", "", false
 		}
 	}
-	pkg, known := packages[name]
+	pkg, known := packageOf(name)
 	give := "import " + pkg + " and put its Module in the Fx graph, or give its Driver() with dbfx.WithDriver"
 	switch {
 	case !known:

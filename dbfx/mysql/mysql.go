@@ -39,17 +39,17 @@ import (
 
 // Module puts the driver in the Fx graph, where dbfx.Module and dbfx.Named
 // find it.
-var Module fx.Option = dbfx.DriverModule(Driver())
+var Module fx.Option = dbfx.DriverModule(Driver)
 
 // Driver returns the MySQL and MariaDB driver.
-func Driver() dbfx.Driver { return myDriver }
-
-var myDriver = &drv.Driver{
-	Name:      "mysql",
-	Package:   "github.com/enginekit/enginekit/dbfx/mysql",
-	SQL:       dialect.New(dialect.MySQL, classify),
-	Resolve:   resolve,
-	Permanent: permanent,
+func Driver() dbfx.Driver {
+	return &drv.Driver{
+		Name:      "mysql",
+		Package:   "github.com/enginekit/enginekit/dbfx/mysql",
+		SQL:       dialect.New(dialect.MySQL, classify),
+		Resolve:   resolve,
+		Permanent: permanent,
+	}
 }
 
 func classify(err error) dialect.Class {

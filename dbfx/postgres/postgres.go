@@ -30,17 +30,17 @@ import (
 
 // Module puts the driver in the Fx graph, where dbfx.Module and dbfx.Named
 // find it.
-var Module fx.Option = dbfx.DriverModule(Driver())
+var Module fx.Option = dbfx.DriverModule(Driver)
 
 // Driver returns the PostgreSQL driver.
-func Driver() dbfx.Driver { return pgDriver }
-
-var pgDriver = &drv.Driver{
-	Name:      "postgres",
-	Package:   "github.com/enginekit/enginekit/dbfx/postgres",
-	SQL:       dialect.New(dialect.Postgres, classify),
-	Resolve:   resolve,
-	Permanent: permanent,
+func Driver() dbfx.Driver {
+	return &drv.Driver{
+		Name:      "postgres",
+		Package:   "github.com/enginekit/enginekit/dbfx/postgres",
+		SQL:       dialect.New(dialect.Postgres, classify),
+		Resolve:   resolve,
+		Permanent: permanent,
+	}
 }
 
 func classify(err error) dialect.Class {

@@ -45,16 +45,16 @@ import (
 
 // Module puts the driver in the Fx graph, where dbfx.Module and dbfx.Named
 // find it.
-var Module fx.Option = dbfx.DriverModule(Driver())
+var Module fx.Option = dbfx.DriverModule(Driver)
 
 // Driver returns the SQLite driver.
-func Driver() dbfx.Driver { return liteDriver }
-
-var liteDriver = &drv.Driver{
-	Name:    "sqlite3",
-	Package: "github.com/enginekit/enginekit/dbfx/sqlite3",
-	SQL:     dialect.New(dialect.SQLite, classify),
-	Resolve: resolve,
+func Driver() dbfx.Driver {
+	return &drv.Driver{
+		Name:    "sqlite3",
+		Package: "github.com/enginekit/enginekit/dbfx/sqlite3",
+		SQL:     dialect.New(dialect.SQLite, classify),
+		Resolve: resolve,
+	}
 }
 
 // busyTimeout is the busy timeout enginekit sets unless the DSN does.

@@ -26,12 +26,15 @@ const (
 	SQLite                     // SQLite (mattn/go-sqlite3)
 )
 
-var familyNames = [...]string{Postgres: "postgres", MySQL: "mysql", SQLite: "sqlite3"}
-
 // String is the family's canonical name: postgres, mysql or sqlite3.
 func (f Family) String() string {
-	if int(f) < len(familyNames) && familyNames[f] != "" {
-		return familyNames[f]
+	switch f {
+	case Postgres:
+		return "postgres"
+	case MySQL:
+		return "mysql"
+	case SQLite:
+		return "sqlite3"
 	}
 	return "Family(" + strconv.Itoa(int(f)) + ")"
 }
@@ -54,11 +57,6 @@ type Dialect struct {
 // recognised for it.
 type Classifier func(error) Class
 
-var fullIsolation = []sql.IsolationLevel{
-	sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
-	sql.LevelRepeatableRead, sql.LevelSerializable,
-}
-
 // New returns the dialect of family f spoken through a driver whose errors
 // classify tells apart (nil: only lost connections are recognised). Driver
 // packages make one each; a Dialect is immutable and shared freely.
@@ -66,7 +64,9 @@ func New(f Family, classify Classifier) *Dialect {
 	if classify == nil {
 		classify = func(error) Class { return 0 }
 	}
-	d := &Dialect{family: f, classify: classify, isolation: fullIsolation, quote: '"', maxPlaceholders: 65535}
+	d := &Dialect{family: f, classify: classify, quote: '"', maxPlaceholders: 65535,
+		isolation: []sql.IsolationLevel{sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
+			sql.LevelRepeatableRead, sql.LevelSerializable}}
 	switch f {
 	case Postgres:
 		d.dollar, d.insertReturning = true, true
