@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/enginekit/enginekit/internal/dialect"
@@ -29,9 +30,11 @@ import (
 type conn struct {
 	c        driver.Conn
 	w        *Connector
-	deadline time.Time  // end of the jittered lifetime; zero: none
-	expired  bool       // past deadline and counted
-	lk       *leakState // nil without a leak threshold
+	deadline time.Time   // end of the jittered lifetime; zero: none
+	aging    stopper     // sets old at deadline; nil without a lifetime
+	old      atomic.Bool // past deadline
+	expired  bool        // past deadline and counted
+	lk       *leakState  // nil without a leak threshold
 
 	// The transaction in progress, which connTx (this conn under another
 	// type, so that BeginTx allocates nothing) commits or rolls back, and
@@ -67,16 +70,18 @@ func (c *conn) use() {
 	}
 }
 
-// pastAge reports (and counts, once) a connection past its lifetime.
+// pastAge reports (and counts, once) a connection past its lifetime. A
+// timer marks it at its deadline, so that the check on every checkout and
+// checkin reads no clock.
 func (c *conn) pastAge() bool {
-	if c.deadline.IsZero() {
+	if !c.old.Load() {
 		return false
 	}
-	if !c.expired && time.Now().After(c.deadline) {
+	if !c.expired {
 		c.expired = true
 		c.w.expired.Add(1)
 	}
-	return c.expired
+	return true
 }
 
 // refuse returns the error that aborted the transaction in progress, for
@@ -185,6 +190,9 @@ func (c *conn) IsValid() bool {
 func (c *conn) Close() error {
 	if c.lk != nil {
 		c.checkin()
+	}
+	if c.aging != nil {
+		c.aging.Stop()
 	}
 	return c.c.Close()
 }

@@ -65,7 +65,14 @@ type Options struct {
 	// taken from the pool or given back (0: off). Keep the pool's own
 	// ConnMaxLifetime at MaxLifetime as a backstop for idle connections.
 	MaxLifetime time.Duration
+
+	// afterFunc starts the timer of a connection's lifetime: time.AfterFunc
+	// unless a test ages connections by hand (export_test.go).
+	afterFunc func(d time.Duration, f func()) stopper
 }
+
+// stopper is a timer that can be stopped.
+type stopper interface{ Stop() bool }
 
 // Connector is a driver.Connector that wraps every connection of the one
 // it wraps. Open a pool on it with sql.OpenDB; give sqlx the real driver
@@ -136,6 +143,12 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if w.o.MaxLifetime > 0 {
 		life := w.o.MaxLifetime - rand.N(w.o.MaxLifetime/10+1)
 		wc.deadline = time.Now().Add(life)
+		age := func() { wc.old.Store(true) }
+		if w.o.afterFunc != nil {
+			wc.aging = w.o.afterFunc(life, age)
+		} else {
+			wc.aging = time.AfterFunc(life, age)
+		}
 	}
 	if w.o.LeakThreshold > 0 {
 		wc.lk = &leakState{}

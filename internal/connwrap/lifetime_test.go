@@ -12,26 +12,43 @@ import (
 	"github.com/enginekit/enginekit/internal/connwrap"
 )
 
-// TestLifetimeExpires discards connections past their age when they go
-// back to the pool, and counts them.
+// TestLifetimeExpires discards a connection past its age: at its next
+// checkout when the driver's connection resets sessions (database/sql then
+// takes another), else when it goes back to the pool; and counts it.
 func TestLifetimeExpires(t *testing.T) {
-	log := &fakeLog{}
-	w := connwrap.Wrap(&fakeConnector{log: log, full: true}, connwrap.Options{MaxLifetime: time.Nanosecond})
-	db := sql.OpenDB(w)
-	defer db.Close()
-	for range 3 {
-		if _, err := db.ExecContext(context.Background(), "exec"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	log.mu.Lock()
-	calls := strings.Join(log.calls, ",")
-	log.mu.Unlock()
-	if got := strings.Count(calls, "connect"); got != 3 {
-		t.Errorf("%d connections opened, want 3 (each expired after its statement): %s", got, calls)
-	}
-	if got := w.Stats().Expired; got != 3 {
-		t.Errorf("Expired = %d, want 3", got)
+	for _, tt := range []struct {
+		name string
+		full bool // the driver's connection is a SessionResetter
+		// connections opened and expired after each round of a statement
+		// and the end of every lifetime so far
+		wantConnects, wantExpired []int
+	}{
+		{"checked at checkout", true, []int{1, 2, 3}, []int{0, 1, 2}},
+		{"checked at checkin", false, []int{1, 1, 2}, []int{0, 1, 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &fakeLog{}
+			o := connwrap.Options{MaxLifetime: time.Hour}
+			ageAll := connwrap.ManualAging(&o)
+			w := connwrap.Wrap(&fakeConnector{log: log, full: tt.full}, o)
+			db := sql.OpenDB(w)
+			defer db.Close()
+			for i := range tt.wantConnects {
+				if _, err := db.ExecContext(context.Background(), "exec"); err != nil {
+					t.Fatal(err)
+				}
+				ageAll()
+				log.mu.Lock()
+				calls := strings.Join(log.calls, ",")
+				log.mu.Unlock()
+				if got := strings.Count(calls, "connect"); got != tt.wantConnects[i] {
+					t.Errorf("round %d: %d connections opened, want %d: %s", i+1, got, tt.wantConnects[i], calls)
+				}
+				if got := w.Stats().Expired; got != int64(tt.wantExpired[i]) {
+					t.Errorf("round %d: Expired = %d, want %d", i+1, got, tt.wantExpired[i])
+				}
+			}
+		})
 	}
 }
 
