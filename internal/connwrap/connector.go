@@ -65,6 +65,10 @@ type Options struct {
 	// taken from the pool or given back (0: off). Keep the pool's own
 	// ConnMaxLifetime at MaxLifetime as a backstop for idle connections.
 	MaxLifetime time.Duration
+	// Gate, when set, is asked before each connection is opened: an error
+	// it returns fails the Connect, so that nothing reaches the database
+	// (an engine not started yet refuses so).
+	Gate func() error
 
 	// afterFunc starts the timer of a connection's lifetime: time.AfterFunc
 	// unless a test ages connections by hand (export_test.go).
@@ -123,6 +127,11 @@ func (w *Connector) Stats() Stats {
 
 // Connect opens a connection with the wrapped connector.
 func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if w.o.Gate != nil {
+		if err := w.o.Gate(); err != nil {
+			return nil, err
+		}
+	}
 	var begun time.Time
 	if w.poolMon != nil {
 		begun = time.Now()
