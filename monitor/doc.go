@@ -35,7 +35,9 @@
 //     ctx it returns is the attempt's, so its statements (QueryStart) see
 //     what TxStart put there, and so do the Tx events of its end.
 //   - PoolMonitor: a connection opened, a connect that failed, a caller
-//     that waited for a connection longer than the acquire timeout.
+//     that waited for a connection longer than the acquire timeout, a
+//     pooled connection found dead and discarded before use, a statement
+//     stopped on the server when its ctx ended (PoolKind lists them).
 //   - LeakMonitor: a connection held past the leak threshold, with the
 //     stack that took it.
 //   - StatsSink: a function that returns the engine's pool figures

@@ -104,19 +104,36 @@ type TxTracer interface {
 // PoolKind is what happened in a connection pool.
 type PoolKind string
 
-// The kinds of PoolEvent.
+// The kinds of PoolEvent. More may be added: a monitor ignores those it
+// does not know.
 const (
-	PoolConnected      PoolKind = "connected"       // a connection was opened
-	PoolConnectFailed  PoolKind = "connect_failed"  // opening one failed (Err)
-	PoolAcquireTimeout PoolKind = "acquire_timeout" // a caller waited AcquireTimeout for a connection in vain
+	// PoolConnected: a connection was opened; Duration is the connect's.
+	PoolConnected PoolKind = "connected"
+	// PoolConnectFailed: opening a connection failed; Err says why (the
+	// driver's error), Duration is the attempt's.
+	PoolConnectFailed PoolKind = "connect_failed"
+	// PoolAcquireTimeout: a caller waited AcquireTimeout for a connection
+	// in vain; Duration is the wait (zero when it failed at once, the
+	// enclosing scopes holding every connection the pool may open).
+	PoolAcquireTimeout PoolKind = "acquire_timeout"
+	// PoolDeadConn: a pooled connection was found dead when taken from
+	// the pool and discarded before the caller sent anything on it (the
+	// caller got another); Err says why it was judged dead, Duration is
+	// the liveness check's, or zero.
+	PoolDeadConn PoolKind = "dead_conn"
+	// PoolCancel: a statement whose ctx ended was stopped on the server
+	// (PostgreSQL's cancel request, MySQL's KILL QUERY); Err is set when
+	// the cancel itself failed (the statement may still be running),
+	// Duration is the cancel's.
+	PoolCancel PoolKind = "cancel"
 )
 
 // PoolEvent describes something that happened in an engine's pools.
 type PoolEvent struct {
 	DB       string // the engine's name
 	Kind     PoolKind
-	Duration time.Duration // how long the connect, or the wait, took
-	Err      error         // why a connect failed
+	Duration time.Duration // how long the connect, the wait, the liveness check or the cancel took
+	Err      error         // why a connect failed, why a connection was judged dead, why a cancel failed
 }
 
 // PoolMonitor is implemented by monitors that want pool events.

@@ -42,6 +42,7 @@ type zapMonitor struct {
 var (
 	_ Monitor     = (*zapMonitor)(nil)
 	_ LeakMonitor = (*zapMonitor)(nil)
+	_ PoolMonitor = (*zapMonitor)(nil)
 )
 
 // NewZap returns a monitor that logs to l: failed statements and
@@ -51,6 +52,11 @@ var (
 // debug: the caller gave up. SQL text is logged with the password literals
 // in it (PASSWORD '...', IDENTIFIED BY '...') masked; arguments only with
 // LogArgs. It never sees a DSN.
+//
+// It is a PoolMonitor too: failed connects at warn with the driver's
+// error, acquire timeouts at warn with how long the caller waited, dead
+// connections discarded at info, server-side cancels at debug (at warn
+// when the cancel failed), connections opened at debug.
 func NewZap(l *zap.Logger, opts ...ZapOption) Monitor {
 	if l == nil {
 		l = zap.NewNop()
@@ -131,6 +137,63 @@ func (z *zapMonitor) Tx(_ context.Context, e TxEvent) {
 func (z *zapMonitor) Leak(e LeakEvent) {
 	z.l.Error("connection held longer than the leak threshold", zap.String("engine", e.DB),
 		zap.Duration("held", e.Held), zap.String("taken_at", e.Stack))
+}
+
+// Pool logs the pool's events: see NewZap for their levels.
+func (z *zapMonitor) Pool(_ context.Context, e PoolEvent) {
+	var lvl zapcore.Level
+	var msg string
+	dur := "duration"
+	switch {
+	case e.Kind == PoolConnected:
+		lvl, msg = zapcore.DebugLevel, "connection opened"
+	case e.Kind == PoolConnectFailed:
+		lvl, msg = zapcore.WarnLevel, "connect failed"
+	case e.Kind == PoolAcquireTimeout:
+		lvl, msg, dur = zapcore.WarnLevel, "no connection free within the acquire timeout", "waited"
+	case e.Kind == PoolDeadConn:
+		lvl, msg = zapcore.InfoLevel, "dead connection discarded"
+	case e.Kind == PoolCancel && e.Err != nil:
+		lvl, msg = zapcore.WarnLevel, "server-side cancel failed"
+	case e.Kind == PoolCancel:
+		lvl, msg = zapcore.DebugLevel, "statement cancelled on the server"
+	default: // a kind added since: named in the line
+		lvl, msg = zapcore.DebugLevel, "pool event "+string(e.Kind)
+	}
+	ce := z.l.Check(lvl, msg)
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 3)
+	fields = append(fields, zap.String("engine", e.DB), zap.Duration(dur, e.Duration))
+	if e.Err != nil {
+		// The driver's error, masked should it ever carry a DSN's password.
+		fields = append(fields, zap.String("error", maskCredentials(e.Err.Error())))
+	}
+	ce.Write(fields...)
+}
+
+// urlUserinfo finds the password of a URL's user:password@, mysqlUserinfo
+// that of a MySQL DSN's (user:password@tcp(host)), each up to the last @
+// (a password may hold one); passwordParam a password=... parameter
+// (libpq's key/value form, a query string).
+var (
+	urlUserinfo   = regexp.MustCompile(`(://[^\s/:@]*:)\S*@`)
+	mysqlUserinfo = regexp.MustCompile(`((?:^|[\s"'(])[^\s/:@"'()]*:)\S*@((?:tcp|unix)\()`)
+	passwordParam = regexp.MustCompile(`(?i)\b(password|passwd|pwd)(\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'&;]+)`)
+)
+
+// maskCredentials masks the passwords that urlUserinfo, mysqlUserinfo and
+// passwordParam find in s.
+func maskCredentials(s string) string {
+	if strings.Contains(s, "@") {
+		s = urlUserinfo.ReplaceAllString(s, "${1}xxxxx@")
+		s = mysqlUserinfo.ReplaceAllString(s, "${1}xxxxx@${2}")
+	}
+	if strings.Contains(s, "=") {
+		s = passwordParam.ReplaceAllString(s, "${1}${2}xxxxx")
+	}
+	return s
 }
 
 // passwordLiteral finds the password literals of CREATE/ALTER USER or ROLE

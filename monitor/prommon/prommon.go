@@ -25,13 +25,16 @@ func DefaultBuckets() []float64 {
 // Monitor is a monitor.Monitor that keeps Prometheus metrics. One serves
 // every engine of an application: series carry the engine's name in the
 // label "engine". It implements monitor.StatsSink: pool figures are read
-// from the engines at scrape time.
+// from the engines at scrape time; and monitor.PoolMonitor: connects,
+// dead connections and server-side cancels are counted as they happen.
 //
 // Metrics:
 //
 //	db_client_operation_duration_seconds{engine,operation,outcome}  histogram; outcome ok or error
+//	db_client_operation_cancels_total{engine,outcome}               counter; server-side cancels, outcome ok or error
 //	db_client_transactions_total{engine,label,outcome}              counter; committed, rolled_back, failed
 //	db_client_transaction_retries_total{engine,label}               counter
+//	db_client_connection_create_time_seconds{engine,outcome}        histogram; connects, outcome ok or error
 //	db_client_connection_count{engine,state}                        gauge; state idle or used
 //	db_client_connection_max{engine}                                gauge
 //	db_client_connection_pending_requests{engine}                   gauge; callers waiting now
@@ -39,19 +42,39 @@ func DefaultBuckets() []float64 {
 //	db_client_connection_wait_time_seconds_total{engine}            counter
 //	db_client_connection_timeouts_total{engine}                     counter; acquire timeouts
 //	db_client_connection_closed_total{engine,reason}                counter; max_idle, max_idle_time, max_lifetime
+//	db_client_connection_dead_total{engine}                         counter; found dead at checkout, discarded
 //	db_client_connection_leaks_total{engine}                        counter
+//
+// The pool events (monitor.PoolKind) are not one counter with the kind
+// as a label: a metric's series should add up to something meaningful,
+// and connects, acquire timeouts, dead connections and cancels do not.
+// Each goes where its meaning is, under OpenTelemetry's name where it has
+// one: a connect (connected or connect_failed) is observed in
+// db.client.connection.create_time's histogram, whose count is the
+// connects; an acquire_timeout is not counted again, for
+// db_client_connection_timeouts_total (db.client.connection.timeouts) is
+// the engine's own count of the same timeouts (PoolStats.AcquireTimeouts,
+// counted where the event is reported); a dead_conn adds to
+// db_client_connection_dead_total; a cancel to
+// db_client_operation_cancels_total, outcome error when the cancel itself
+// failed. The series of an engine's connects, dead connections and
+// cancels exist, at zero, from when it opens.
 //
 // SQL text is never a label.
 type Monitor struct {
-	ops     vecCache[prometheus.Observer]
-	txs     vecCache[prometheus.Counter]
-	retries vecCache[prometheus.Counter]
-	pools   *poolCollector
+	ops      vecCache[prometheus.Observer]
+	cancels  vecCache[prometheus.Counter]
+	txs      vecCache[prometheus.Counter]
+	retries  vecCache[prometheus.Counter]
+	connects vecCache[prometheus.Observer]
+	dead     vecCache[prometheus.Counter]
+	pools    *poolCollector
 }
 
 var (
-	_ monitor.Monitor   = (*Monitor)(nil)
-	_ monitor.StatsSink = (*Monitor)(nil)
+	_ monitor.Monitor     = (*Monitor)(nil)
+	_ monitor.StatsSink   = (*Monitor)(nil)
+	_ monitor.PoolMonitor = (*Monitor)(nil)
 )
 
 // Option configures New.
@@ -61,8 +84,9 @@ type config struct {
 	buckets []float64
 }
 
-// Buckets sets the bounds, in seconds, of the duration histogram
-// (DefaultBuckets otherwise).
+// Buckets sets the bounds, in seconds, of the statement duration
+// histogram (DefaultBuckets otherwise). The connect histogram keeps
+// DefaultBuckets.
 func Buckets(b ...float64) Option {
 	b = slices.Clone(b)
 	return func(c *config) { c.buckets = b }
@@ -102,14 +126,39 @@ func New(reg prometheus.Registerer, opts ...Option) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
+	cancels, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "db_client_operation_cancels_total",
+		Help: "Statements whose context ended, cancelled on the server, by outcome: ok, or error (the cancel failed).",
+	}, []string{"engine", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	connects, err := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "db_client_connection_create_time_seconds",
+		Help:    "Time it took to open a connection, by outcome: ok, or error (the connect failed).",
+		Buckets: DefaultBuckets(),
+	}, []string{"engine", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	dead, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "db_client_connection_dead_total",
+		Help: "Pooled connections found dead when taken from the pool, discarded before use.",
+	}, []string{"engine"}))
+	if err != nil {
+		return nil, err
+	}
 	pools, err := register(reg, newPoolCollector())
 	if err != nil {
 		return nil, err
 	}
 	m := &Monitor{pools: pools}
 	m.ops.get = func(lv [3]string) (prometheus.Observer, error) { return ops.GetMetricWithLabelValues(lv[:]...) }
+	m.cancels.get = func(lv [3]string) (prometheus.Counter, error) { return cancels.GetMetricWithLabelValues(lv[:2]...) }
 	m.txs.get = func(lv [3]string) (prometheus.Counter, error) { return txs.GetMetricWithLabelValues(lv[:]...) }
 	m.retries.get = func(lv [3]string) (prometheus.Counter, error) { return retries.GetMetricWithLabelValues(lv[:2]...) }
+	m.connects.get = func(lv [3]string) (prometheus.Observer, error) { return connects.GetMetricWithLabelValues(lv[:2]...) }
+	m.dead.get = func(lv [3]string) (prometheus.Counter, error) { return dead.GetMetricWithLabelValues(lv[:1]...) }
 	return m, nil
 }
 
@@ -132,11 +181,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 
 // Query observes the statement's duration.
 func (m *Monitor) Query(_ context.Context, e monitor.QueryEvent) {
-	outcome := "ok"
-	if e.Err != nil {
-		outcome = "error"
-	}
-	if o := m.ops.with([3]string{e.DB, string(e.Op), outcome}); o != nil {
+	if o := m.ops.with([3]string{e.DB, string(e.Op), outcome(e.Err == nil)}); o != nil {
 		o.Observe(e.Duration.Seconds())
 	}
 }
@@ -164,9 +209,44 @@ func (m *Monitor) Tx(_ context.Context, e monitor.TxEvent) {
 	}
 }
 
+// Pool counts connects (with how long they took), dead connections and
+// server-side cancels. Acquire timeouts are left to the engine's figures:
+// db_client_connection_timeouts_total counts them.
+func (m *Monitor) Pool(_ context.Context, e monitor.PoolEvent) {
+	switch e.Kind {
+	case monitor.PoolConnected, monitor.PoolConnectFailed:
+		if o := m.connects.with([3]string{e.DB, outcome(e.Kind == monitor.PoolConnected)}); o != nil {
+			o.Observe(e.Duration.Seconds())
+		}
+	case monitor.PoolDeadConn:
+		if c := m.dead.with([3]string{e.DB}); c != nil {
+			c.Inc()
+		}
+	case monitor.PoolCancel:
+		if c := m.cancels.with([3]string{e.DB, outcome(e.Err == nil)}); c != nil {
+			c.Inc()
+		}
+	}
+}
+
+// outcome is the label value of an outcome.
+func outcome(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "error"
+}
+
 // AddStatsSource adds an engine's pool figures to the scrapes until remove
-// is called. Sources of the same name are added up.
+// is called. Sources of the same name are added up. The engine's series
+// of pool events are made then, at zero, so that they exist before the
+// first event.
 func (m *Monitor) AddStatsSource(name string, stats func() monitor.PoolStats) (remove func()) {
+	for _, ok := range []bool{true, false} {
+		m.connects.with([3]string{name, outcome(ok)})
+		m.cancels.with([3]string{name, outcome(ok)})
+	}
+	m.dead.with([3]string{name})
 	return m.pools.add(name, stats)
 }
 
