@@ -42,6 +42,7 @@ type Config struct {
 	LeakThreshold   time.Duration // a connection held longer is reported to the monitor with the stack that took it (0: off)
 	StatementCache  int           // prepared statements kept per engine: 0 = default (256), -1 = off (PgBouncer in transaction mode), n = size
 	HealthInterval  time.Duration // how often replicas and the primary are checked in the background
+	DeadPeerTimeout time.Duration // a connection whose server stopped answering (TCP keepalive, TCP_USER_TIMEOUT) fails after this; default 30s, -1 = the system's
 }
 
 // Defaults filled in by Open for zero fields.
@@ -54,6 +55,7 @@ const (
 	DefaultAcquireTimeout = 30 * time.Second
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultHealthInterval = 10 * time.Second
+	DefaultDeadPeer       = 30 * time.Second
 )
 
 // withDefaults returns c with every zero field set to its default and the
@@ -85,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HealthInterval == 0 {
 		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.DeadPeerTimeout == 0 {
+		c.DeadPeerTimeout = DefaultDeadPeer
 	}
 	return c
 }
@@ -234,6 +239,11 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 			add(d.field, "must not be negative, got %s", d.v)
 		}
 	}
+	if c.DeadPeerTimeout < 0 && c.DeadPeerTimeout != -1 {
+		add("DeadPeerTimeout", "must be -1 (the system's), 0 (default) or a duration, got %s", c.DeadPeerTimeout)
+	} else if c.DeadPeerTimeout > 0 && c.DeadPeerTimeout < time.Second {
+		add("DeadPeerTimeout", "must be at least 1s (TCP's keepalive counts seconds), got %s", c.DeadPeerTimeout)
+	}
 	if c.StatementCache < -1 {
 		add("StatementCache", "must be -1 (off), 0 (default) or a size, got %d", c.StatementCache)
 	}
@@ -252,10 +262,10 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 // PREFIX_REPLICAS (comma-separated), PREFIX_MAX_OPEN_CONNS,
 // PREFIX_MAX_IDLE_CONNS, PREFIX_CONN_MAX_LIFETIME, PREFIX_CONN_MAX_IDLE_TIME,
 // PREFIX_ACQUIRE_TIMEOUT, PREFIX_CONNECT_TIMEOUT, PREFIX_QUERY_TIMEOUT,
-// PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE and
-// PREFIX_HEALTH_INTERVAL. Durations are Go durations ("5s"). Unset
-// variables leave their field zero; every malformed one is named in one
-// error matching ErrConfig. The result is not validated: call Validate.
+// PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE,
+// PREFIX_HEALTH_INTERVAL and PREFIX_DEAD_PEER_TIMEOUT. Durations are Go
+// durations ("5s"). Unset variables leave their field zero; every
+// malformed one is named in one error matching ErrConfig. The result is not validated: call Validate.
 func ConfigFromEnv(prefix string) (Config, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "_") {
 		prefix += "_"
@@ -302,6 +312,7 @@ func ConfigFromEnv(prefix string) (Config, error) {
 	dur("LEAK_THRESHOLD", &c.LeakThreshold)
 	num("STATEMENT_CACHE", &c.StatementCache)
 	dur("HEALTH_INTERVAL", &c.HealthInterval)
+	dur("DEAD_PEER_TIMEOUT", &c.DeadPeerTimeout)
 	if len(bad) > 0 {
 		name := c.Name
 		if name == "" {

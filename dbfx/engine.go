@@ -16,6 +16,7 @@ import (
 	"github.com/enginekit/enginekit/internal/connwrap"
 	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/internal/drv"
+	"github.com/enginekit/enginekit/internal/netdial"
 	"github.com/enginekit/enginekit/monitor"
 	"github.com/enginekit/enginekit/session"
 )
@@ -100,7 +101,9 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		name = DefaultName
 	}
 	log := o.log.With(zap.String("engine", name))
-	r, err := cfg.resolve(o.drivers, drv.Options{ConnectTimeout: cfg.withDefaults().ConnectTimeout, Log: log}, refuseMissing)
+	def := cfg.withDefaults()
+	dialer := &netdial.Dialer{Setup: def.ConnectTimeout, DeadPeer: max(def.DeadPeerTimeout, 0)}
+	r, err := cfg.resolve(o.drivers, drv.Options{ConnectTimeout: def.ConnectTimeout, Log: log, Dialer: dialer}, refuseMissing)
 	if err != nil {
 		return nil, err
 	}

@@ -132,6 +132,9 @@ func parse(dsn string, o drv.Options) (*mysql.Config, error) {
 	if mc.Timeout == 0 {
 		mc.Timeout = o.ConnectTimeout
 	}
+	if o.Dialer != nil && mc.DialFunc == nil && (mc.Net == "tcp" || mc.Net == "tcp4" || mc.Net == "tcp6" || mc.Net == "unix") {
+		mc.DialFunc = o.Dialer.DialContext
+	}
 	if o.Log != nil {
 		// The driver's own log lines go to the engine's logger, not stderr.
 		mc.Logger = logger{o.Log}

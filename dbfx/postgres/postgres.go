@@ -60,7 +60,7 @@ func permanent(err error) (bool, bool) {
 	return false, false
 }
 
-func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
+func resolve(dsn string, o drv.Options) (*drv.Target, error) {
 	t := &drv.Target{}
 	var sslmode string
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
@@ -88,8 +88,29 @@ func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
 		t.Host = kv["host"] + "/" + kv["dbname"]
 	}
 	t.TLSOff = sslmode == "disable" || sslmode == "allow" || sslmode == "prefer"
-	t.Writer = func() (driver.Connector, error) { return pq.NewConnector(dsn) }
+	t.Writer = func() (driver.Connector, error) { return connector(dsn, o) }
 	return t, nil
+}
+
+// connector is lib/pq's connector for dsn, with a connect_timeout (lib/pq
+// has none unless told: a server that accepts and never answers would hold
+// a Connect for ever) and enginekit's dialer.
+func connector(dsn string, o drv.Options) (driver.Connector, error) {
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = o.ConnectTimeout
+	}
+	c, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if o.Dialer != nil {
+		c.Dialer(o.Dialer)
+	}
+	return c, nil
 }
 
 // parseKeyValue reads a libpq key=value DSN (without quoted values).

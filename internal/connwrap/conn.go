@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/netdial"
 	"github.com/enginekit/enginekit/monitor"
 )
 
@@ -30,11 +32,14 @@ import (
 type conn struct {
 	c        driver.Conn
 	w        *Connector
-	deadline time.Time   // end of the jittered lifetime; zero: none
-	aging    stopper     // sets old at deadline; nil without a lifetime
-	old      atomic.Bool // past deadline
-	expired  bool        // past deadline and counted
-	lk       *leakState  // nil without a leak threshold
+	nc       net.Conn      // the network connection, when enginekit's dialer made it
+	idleAt   time.Duration // when it went back to the pool, after w.clock
+	lost     int64         // w.lost when it was last known alive
+	deadline time.Time     // end of the jittered lifetime; zero: none
+	aging    stopper       // sets old at deadline; nil without a lifetime
+	old      atomic.Bool   // past deadline
+	expired  bool          // past deadline and counted
+	lk       *leakState    // nil without a leak threshold
 
 	// The transaction in progress, which connTx (this conn under another
 	// type, so that BeginTx allocates nothing) commits or rolls back, and
@@ -84,6 +89,31 @@ func (c *conn) pastAge() bool {
 	return true
 }
 
+// alive checks a connection taken from the pool when it sat idle longer
+// than the IdleCheck window, or a connection was lost since it was last
+// known alive: one whose peer closed it, wrote to it or reset it is
+// discarded (driver.ErrBadConn: database/sql then takes another, before
+// the caller sent anything).
+func (c *conn) alive(ctx context.Context) error {
+	if c.nc == nil || c.w.o.IdleCheck < 0 {
+		return nil
+	}
+	lost := c.w.lost.Load()
+	if c.lost == lost && time.Since(c.w.clock)-c.idleAt < c.w.o.IdleCheck {
+		return nil
+	}
+	err := netdial.Check(c.nc)
+	if err == nil {
+		c.lost = lost
+		return nil
+	}
+	c.w.dead.Add(1)
+	if c.w.poolMon != nil {
+		c.w.poolMon.Pool(ctx, monitor.PoolEvent{DB: c.w.o.DB, Kind: monitor.PoolDeadConn, Err: err})
+	}
+	return driver.ErrBadConn
+}
+
 // refuse returns the error that aborted the transaction in progress, for
 // any statement but a ROLLBACK (TO SAVEPOINT), which may recover it.
 func (c *conn) refuse(query string) error {
@@ -105,7 +135,11 @@ func (c *conn) settle(query string, err error) error {
 		return nil
 	}
 	err = c.w.tag(err)
-	if c.tx != nil && c.aborted == nil && c.w.d.Classify(err).Has(dialect.Aborting) {
+	class := c.w.d.Classify(err)
+	if class.Has(dialect.ConnLost) {
+		c.w.lost.Add(1) // the others may be gone too: check them at checkout
+	}
+	if c.tx != nil && c.aborted == nil && class.Has(dialect.Aborting) {
 		c.aborted = err
 	}
 	return err
@@ -166,6 +200,9 @@ func (c *conn) resetSession(ctx context.Context) error {
 	if c.pastAge() {
 		return driver.ErrBadConn
 	}
+	if err := c.alive(ctx); err != nil {
+		return err
+	}
 	if c.lk != nil {
 		c.checkout()
 	}
@@ -177,6 +214,9 @@ func (c *conn) resetSession(ctx context.Context) error {
 func (c *conn) IsValid() bool {
 	if c.lk != nil {
 		c.checkin()
+	}
+	if c.nc != nil && c.w.o.IdleCheck > 0 {
+		c.idleAt = time.Since(c.w.clock)
 	}
 	if c.pastAge() {
 		return false

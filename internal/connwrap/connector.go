@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/netdial"
 	"github.com/enginekit/enginekit/monitor"
 )
 
@@ -65,6 +66,14 @@ type Options struct {
 	// taken from the pool or given back (0: off). Keep the pool's own
 	// ConnMaxLifetime at MaxLifetime as a backstop for idle connections.
 	MaxLifetime time.Duration
+	// IdleCheck is how long a connection may sit idle in the pool before
+	// it is checked, when taken out, for a peer that closed it (a restart,
+	// a failover, pg_terminate_backend, an idle timeout): a dead one is
+	// discarded and database/sql takes another, so no caller meets it.
+	// The check reads the socket without blocking (no round trip); a
+	// connection used within the window is not checked, so a busy pool
+	// pays nothing. 0: DefaultIdleCheck; < 0: never checked.
+	IdleCheck time.Duration
 	// Gate, when set, is asked before each connection is opened: an error
 	// it returns fails the Connect, so that nothing reaches the database
 	// (an engine not started yet refuses so).
@@ -77,6 +86,9 @@ type Options struct {
 
 // stopper is a timer that can be stopped.
 type stopper interface{ Stop() bool }
+
+// DefaultIdleCheck is Options.IdleCheck's default.
+const DefaultIdleCheck = time.Second
 
 // Connector is a driver.Connector that wraps every connection of the one
 // it wraps. Open a pool on it with sql.OpenDB; give sqlx the real driver
@@ -92,6 +104,16 @@ type Connector struct {
 
 	leaks   atomic.Int64
 	expired atomic.Int64
+	dead    atomic.Int64 // idle connections found dead and discarded
+
+	// clock is the time the connector was made: connections keep their
+	// idle time as a monotonic offset from it (one clock read at checkin
+	// and one at checkout, and only with IdleCheck on).
+	clock time.Time
+	// lost counts the lost connections seen: a connection that last
+	// checked before the latest loss is checked at its next checkout,
+	// however briefly it was idle (a restart kills them all at once).
+	lost atomic.Int64
 }
 
 var (
@@ -101,7 +123,10 @@ var (
 
 // Wrap returns c wrapped per o.
 func Wrap(c driver.Connector, o Options) *Connector {
-	w := &Connector{c: c, o: o, d: o.Dialect}
+	w := &Connector{c: c, o: o, d: o.Dialect, clock: time.Now()}
+	if w.o.IdleCheck == 0 {
+		w.o.IdleCheck = DefaultIdleCheck
+	}
 	if w.d == nil {
 		w.d = dialect.New(0, nil)
 	}
@@ -118,11 +143,12 @@ func Wrap(c driver.Connector, o Options) *Connector {
 type Stats struct {
 	Leaks   int64 // connections reported as leaked
 	Expired int64 // connections discarded at the end of their jittered lifetime
+	Dead    int64 // idle connections found dead when taken out, and discarded
 }
 
 // Stats returns the connector's figures.
 func (w *Connector) Stats() Stats {
-	return Stats{Leaks: w.leaks.Load(), Expired: w.expired.Load()}
+	return Stats{Leaks: w.leaks.Load(), Expired: w.expired.Load(), Dead: w.dead.Load()}
 }
 
 // Connect opens a connection with the wrapped connector.
@@ -136,7 +162,15 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if w.poolMon != nil {
 		begun = time.Now()
 	}
-	c, err := w.c.Connect(ctx)
+	var slot netdial.Slot
+	c, err := w.c.Connect(netdial.WithSlot(ctx, &slot))
+	if err == nil && slot.Conn != nil {
+		// The dialer's deadline bounded the setup; the driver's own
+		// deadlines, or none, hold from here.
+		if err = slot.Conn.SetDeadline(time.Time{}); err != nil {
+			c.Close()
+		}
+	}
 	if err != nil {
 		err = w.tag(err)
 		if w.poolMon != nil {
@@ -148,7 +182,10 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if w.poolMon != nil {
 		w.poolMon.Pool(ctx, monitor.PoolEvent{DB: w.o.DB, Kind: monitor.PoolConnected, Duration: time.Since(begun)})
 	}
-	wc := &conn{c: c, w: w}
+	wc := &conn{c: c, w: w, nc: slot.Conn, lost: w.lost.Load()}
+	if wc.nc != nil && w.o.IdleCheck > 0 {
+		wc.idleAt = time.Since(w.clock)
+	}
 	if w.o.MaxLifetime > 0 {
 		life := w.o.MaxLifetime - rand.N(w.o.MaxLifetime/10+1)
 		wc.deadline = time.Now().Add(life)

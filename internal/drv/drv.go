@@ -42,6 +42,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/netdial"
 )
 
 // Driver is what the core knows of one database driver. A *Driver is
@@ -77,6 +78,10 @@ func (d *Driver) String() string { return d.Name }
 type Options struct {
 	ConnectTimeout time.Duration // bounds a connection's setup
 	Log            *zap.Logger   // for the driver's own log lines
+	// Dialer opens the driver's network connections (nil: the driver's
+	// own way): keepalive, a user timeout, a setup deadline, and the
+	// connection handed to the connection wrapper for its liveness check.
+	Dialer *netdial.Dialer
 }
 
 // Target is a resolved DSN: the connectors to open and what may be said
