@@ -13,12 +13,23 @@
 //	)
 //
 // The engine connects in OnStart, retrying until Config.ConnectTimeout,
-// then runs its startup steps (WithStartup: migrations, say); fx.Invoke
-// functions run before that, so they must not query the database
-// (register an OnStart hook instead). OnStop closes the engine: new scopes
-// fail with session.ErrClosed, scopes in flight are awaited until the stop
-// context ends, and the pools close. Named provides a further database
-// under an Fx name tag.
+// then runs its startup steps (WithStartup: migrations, say). fx.Invoke
+// functions and constructors run before that: there, a scope (Tx,
+// ReadOnly, Conn), a statement through Q or Prepared, a repository call
+// and a statement through Engine.DB() all fail with an error matching
+// session.ErrNotStarted, and nothing reaches the database (no connection
+// is opened, no SQLite file created), so that nothing runs on a pool that
+// skipped the connect retry and the migrations; Health reports the engine
+// down, "engine not started". Do database work in an OnStart hook appended
+// after the engine's (an fx.Invoke that registers one), or once the app
+// has started. From the first step of the start on, everything goes
+// through. A start that fails closes the pools, and the engine stays
+// refused: scopes and statements through the Manager fail with
+// session.ErrNotStarted naming the failure (Engine.DB() with database/sql's
+// "database is closed"), and Health reports "engine failed to start".
+// OnStop closes the engine: new scopes fail with session.ErrClosed, scopes
+// in flight are awaited until the stop context ends, and the pools close.
+// Named provides a further database under an Fx name tag.
 //
 // # Drivers
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -72,6 +73,11 @@ type Engine struct {
 	startSteps []startupStep         // WithStartup's steps
 	replicas   *replicaSet           // nil without Config.Replicas
 
+	// state is how far the engine got: see gate.
+	state      atomic.Int32
+	notStarted error                 // the gate's answer before the start
+	startErr   atomic.Pointer[error] // the gate's answer after a failed start
+
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{}
@@ -109,12 +115,16 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	}
 	c := r.cfg
 	e := &Engine{r: r, log: log, closed: make(chan struct{}), startSteps: o.startSteps}
+	e.notStarted = fmt.Errorf("dbfx: engine %q: %w: it connects when it starts (its Fx OnStart hook): "+
+		"use it from an OnStart hook appended after the engine's, or once the app has started, not in an fx.Invoke", c.Name, session.ErrNotStarted)
 	sqlite := r.drv.SQL.Family() == dialect.SQLite
 	// Each connection of a pool with a lifetime expires at its own time
 	// (connwrap.Options.MaxLifetime). The SQLite writer has none: its one
-	// connection may be the whole database.
+	// connection may be the whole database. Every pool, the health
+	// connections' and the startup steps' included, opens no connection
+	// before the start (Gate).
 	watch := connwrap.Options{DB: c.Name, Dialect: r.drv.SQL, Monitor: o.mon, SlowQuery: c.SlowQuery,
-		LeakThreshold: c.LeakThreshold, MaxLifetime: c.ConnMaxLifetime}
+		LeakThreshold: c.LeakThreshold, MaxLifetime: c.ConnMaxLifetime, Gate: e.gate}
 	writerWatch := watch
 	if sqlite {
 		writerWatch.MaxLifetime = 0
@@ -146,11 +156,12 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 			connect = r.Reader
 		}
 		conn, _ := connect() // it opened a pool above
-		e.health = sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: c.Name, Dialect: r.drv.SQL}))
+		e.health = sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: c.Name, Dialect: r.drv.SQL, Gate: e.gate}))
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
-	sopts := []session.Option{session.WithDriver(r.drv), session.WithAcquireTimeout(c.AcquireTimeout), session.WithStatementCache(c.StatementCache)}
+	sopts := []session.Option{session.WithDriver(r.drv), session.WithAcquireTimeout(c.AcquireTimeout),
+		session.WithStatementCache(c.StatementCache), session.WithGate(e.gate)}
 	if o.prepareQ {
 		sopts = append(sopts, session.WithPreparedQueries())
 	}
@@ -204,7 +215,9 @@ func (e *Engine) Name() string { return e.r.cfg.Name }
 func (e *Engine) Driver() string { return e.r.cfg.Driver }
 
 // DB is the primary (writer) pool. Statements sent through it directly
-// bypass scopes and are bounded by their ctx alone.
+// bypass scopes and are bounded by their ctx alone. It is never nil:
+// before the engine's start its statements fail with an error matching
+// session.ErrNotStarted, without reaching the database (see Module).
 func (e *Engine) DB() *sqlx.DB { return e.db }
 
 // Sessions is the engine's session Manager.
@@ -215,17 +228,51 @@ func (e *Engine) describe() string {
 	return fmt.Sprintf("engine %q (%s at %s)", e.Name(), e.Driver(), e.r.Host)
 }
 
+// The states of an engine, in Engine.state.
+const (
+	stateNew      int32 = iota // built: nothing may reach the database
+	stateStarting              // start has begun: its pings and steps go through the pools
+	stateStarted               // started; Close ends it by closing the pools
+	stateFailed                // the start failed and closed the pools
+)
+
+// gate is the Gate of every pool's connector and of the session Manager:
+// until the start begins, and after a start that failed, it refuses with
+// an error matching session.ErrNotStarted, so that nothing opens a
+// connection behind the start's back (before the connect retry and the
+// startup steps such as migrations). It lets the start through from its
+// first ping. It is called for every statement outside a scope: it reads
+// one atomic.
+func (e *Engine) gate() error {
+	switch e.state.Load() {
+	case stateStarting, stateStarted:
+		return nil
+	case stateFailed:
+		return *e.startErr.Load()
+	}
+	return e.notStarted
+}
+
 // start waits until every pool answers a ping, at most ConnectTimeout,
-// then runs the startup steps. When it fails it closes the pools: Fx does
-// not stop a hook whose start failed.
+// then runs the startup steps. When it fails it closes the pools (Fx does
+// not stop a hook whose start failed), and the engine stays refused: its
+// scopes and statements fail with session.ErrNotStarted, naming the
+// start's failure.
 func (e *Engine) start(ctx context.Context) error {
-	if err := e.connect(ctx); err != nil {
+	e.state.Store(stateStarting)
+	err := e.connect(ctx)
+	if err == nil {
+		if err = e.runStartup(ctx); err != nil {
+			_ = e.closePools()
+		}
+	}
+	if err != nil {
+		failed := fmt.Errorf("dbfx: engine %q: %w: its start failed: %s", e.Name(), session.ErrNotStarted, e.r.redact(err.Error()))
+		e.startErr.Store(&failed)
+		e.state.Store(stateFailed)
 		return err
 	}
-	if err := e.runStartup(ctx); err != nil {
-		_ = e.closePools()
-		return err
-	}
+	e.state.Store(stateStarted)
 	return nil
 }
 
@@ -279,7 +326,7 @@ func (e *Engine) openReplicas(watch connwrap.Options) error {
 		}
 		setPool(db.DB, e.r.cfg)
 		conn, _ := rr.Writer() // it opened a pool above
-		health := sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: e.Name(), Dialect: rr.drv.SQL}))
+		health := sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: e.Name(), Dialect: rr.drv.SQL, Gate: e.gate}))
 		health.SetMaxOpenConns(1)
 		health.SetMaxIdleConns(1)
 		e.replicas.rs = append(e.replicas.rs, &replica{r: rr, db: db, health: health})

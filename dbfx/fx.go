@@ -36,9 +36,11 @@ const defaultConfigName = "enginekit.default"
 // in the graph (postgres.Module, mysql.Module, sqlite3.Module). It takes
 // the graph's *zap.Logger and monitor.Monitor when there are some, and
 // the Options of the OptionsGroup group. The engine connects in OnStart
-// (fx.Invoke functions run before OnStart, so before the database
-// answers) and closes in OnStop. It is always constructed, so that an
-// unreachable database fails the app's start.
+// and closes in OnStop. fx.Invoke functions run before OnStart: there,
+// and in constructors, its scopes and statements (repositories' and
+// Engine.DB()'s included) fail with session.ErrNotStarted without
+// reaching the database, and Health reports it down. It is always
+// constructed, so that an unreachable database fails the app's start.
 //
 // Metrics: put prommon.Module (github.com/enginekit/enginekit/monitor/prommon)
 // in the graph, or supply a monitor.Monitor of your own.

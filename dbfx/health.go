@@ -87,7 +87,8 @@ const HealthTimeout = 5 * time.Second
 // every pool connection is busy: the check runs on a connection of its own,
 // kept apart from the pool. (For SQLite in memory, where one connection is
 // the whole database, it pings through the pool; a ping that cannot get the
-// busy connection reports degraded, not down.)
+// busy connection reports degraded, not down.) Before the engine's start,
+// and after a start that failed, it reports down without connecting.
 func (e *Engine) Health(ctx context.Context) Health {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -100,6 +101,14 @@ func (e *Engine) Health(ctx context.Context) Health {
 		h.Status, h.Error = StatusDown, "engine closed"
 		return h
 	default:
+	}
+	switch e.state.Load() {
+	case stateNew:
+		h.Status, h.Error = StatusDown, "engine not started"
+		return h
+	case stateFailed:
+		h.Status, h.Error = StatusDown, "engine failed to start"
+		return h
 	}
 	pinger := e.health
 	if pinger == nil {

@@ -75,8 +75,10 @@ func (e *Engine) runStartup(ctx context.Context) error {
 				return nil, fmt.Errorf("dbfx: engine %q: %s", e.Name(), e.r.redact(err.Error()))
 			}
 			// On the connection wrapper, as every pool of the engine's, but
-			// with no monitor: the step's statements are its own.
-			return sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: e.Name(), Dialect: e.r.drv.SQL})), nil
+			// with no monitor: the step's statements are its own. Behind
+			// the engine's gate too: open during the start, shut if it
+			// fails.
+			return sql.OpenDB(connwrap.Wrap(conn, connwrap.Options{DB: e.Name(), Dialect: e.r.drv.SQL, Gate: e.gate})), nil
 		}
 	}
 	for _, step := range e.startSteps {

@@ -67,6 +67,11 @@
 // PostgreSQL where the error aborts the transaction, the transaction is
 // run again. Turn the cache off behind PgBouncer in transaction mode.
 //
+// An engine's Manager (dbfx) refuses scopes and statements outside scopes
+// with ErrNotStarted until the engine's start begins, before taking any
+// connection (WithGate); a Manager from New over a pool of one's own is
+// started from the outset.
+//
 // Close refuses new scopes with ErrClosed and waits for those in flight
 // (scopes these open inside themselves may still start); when its ctx ends
 // first it cancels them, and they roll back. Then it closes the cached

@@ -12,6 +12,12 @@ var (
 	// ErrClosed: the Manager is closed; no new scope may start. A scope cut
 	// short by Close also matches context.Canceled.
 	ErrClosed = errors.New("session: manager is closed")
+	// ErrNotStarted: a scope or statement before its engine started (a
+	// dbfx engine in an Fx app: before its OnStart hook began, or after its
+	// start failed). Nothing reached the database: no connection was opened
+	// or taken. A Manager from New over a pool opened by hand is started;
+	// see WithGate.
+	ErrNotStarted = errors.New("session: engine not started")
 	// ErrAcquireTimeout: no pool connection became free within AcquireTimeout.
 	ErrAcquireTimeout = errors.New("session: connection pool exhausted")
 	// ErrUnexpectedRollback: the scope's fn returned nil, but the

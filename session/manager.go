@@ -47,6 +47,10 @@ var errClosing = fmt.Errorf("%w while the scope ran: %w", ErrClosed, context.Can
 // (which sqlx reads for its placeholders) must be the real one: postgres,
 // mysql or sqlite3. dbfx.Engine.Sessions needs none of this.
 //
+// The Manager is started: its scopes and statements reach the pool from
+// the start (unless WithGate holds them back, as an engine's Manager is
+// held back with ErrNotStarted until the engine starts).
+//
 // A pool opened by hand lacks the connection wrapper that dbfx puts under
 // its pools: errors met while rows are read (rows.Err, a Row's Scan) are
 // then seen by the scope only when the database itself refuses what
@@ -223,15 +227,33 @@ func (m *Manager) Close(ctx context.Context) error {
 // enter counts in a scope that takes a connection of its own, opened
 // inside parent (nil: an outermost one). After Close only an inner one may
 // start: one opened inside a scope still in flight, which Close lets
-// finish.
+// finish. An outermost one is refused by the gate (WithGate) as well.
 func (m *Manager) enter(parent *scope) error {
+	var shut error
+	if parent == nil {
+		shut = m.opened() // outside the lock: the gate is the caller's code
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed && parent == nil {
-		return ErrClosed
+	if parent == nil {
+		if m.closed {
+			return ErrClosed
+		}
+		if shut != nil {
+			return shut
+		}
 	}
 	m.active++
 	return nil
+}
+
+// opened asks the gate (WithGate), if any, whether the Manager's database
+// may be reached yet.
+func (m *Manager) opened() error {
+	if m.cfg.gate == nil {
+		return nil
+	}
+	return m.cfg.gate()
 }
 
 func (m *Manager) leave() {

@@ -23,6 +23,7 @@ type config struct {
 	db             string          // the database's name in events
 	stmtCache      int             // prepared statements kept: 0 the default, < 0 none
 	prepareQ       bool            // Q's Queriers run statements prepared
+	gate           func() error    // nil: always open
 }
 
 // Driver is what a Manager needs of its database's driver: its dialect,
@@ -71,6 +72,18 @@ func WithStatementCache(n int) Option { return func(c *config) { c.stmtCache = n
 // keeps its memory in check, not its hit rate. It does nothing when the
 // statement cache is off.
 func WithPreparedQueries() Option { return func(c *config) { c.prepareQ = true } }
+
+// WithGate makes the Manager ask gate before each outermost scope begins
+// (Tx, ReadOnly, Conn and their kin, which take a connection of their own)
+// and before each statement that Q or Prepared runs outside any scope: an
+// error gate returns is returned as it is, before any connection is taken
+// or waited for, and the statement cache is left as it was. Scopes opened
+// inside a scope are not asked again. A dbfx engine's Manager has one that
+// refuses with an error matching ErrNotStarted until the engine's start
+// begins; a Manager without one is open from New on. gate is called from
+// many goroutines at once and on every such statement: it must be safe
+// for concurrent use and quick.
+func WithGate(gate func() error) Option { return func(c *config) { c.gate = gate } }
 
 // Mode is a propagation mode: what a scope does when the context already
 // carries a transaction of the same Manager.

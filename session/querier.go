@@ -312,8 +312,13 @@ const (
 	underAcquireTimeout
 )
 
-// spare fails fast when the scopes in ctx hold every connection of the pool.
+// spare fails fast when the gate is closed (see WithGate), or when the
+// scopes in ctx hold every connection of the pool. Every statement outside
+// a scope asks it first.
 func (q *poolQuerier) spare(ctx context.Context) error {
+	if err := q.m.opened(); err != nil {
+		return err
+	}
 	return q.m.checkSpare(ctx, q.m.current(ctx), q.db, onWriter)
 }
 
