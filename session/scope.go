@@ -489,15 +489,17 @@ func (s *scope) rollback(tx *sqlx.Tx) error {
 // other, and the scope retries it as it retries a read-only transaction
 // that lost its connection on a statement.
 func (m *Manager) commitError(ctx context.Context, err error, acc access) error {
-	if ctx.Err() != nil && (errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return context.Cause(ctx) // rolled back by database/sql before COMMIT was sent
-	}
 	c := m.d.Classify(err)
 	switch {
 	case c.Has(dialect.ConnLost) && acc == readOnly:
 		return fmt.Errorf("session: commit of a read-only transaction: %w", err)
 	case c.Has(dialect.ConnLost):
+		// Sent, and no answer: also when the ctx ended while the COMMIT
+		// was on its way (the connection wrapper cut a connection whose
+		// server did not answer; the error wraps the ctx's).
 		return fmt.Errorf("%w: %w", ErrAmbiguousCommit, err)
+	case ctx.Err() != nil && (errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return context.Cause(ctx) // rolled back by database/sql before COMMIT was sent
 	case c.Has(dialect.Retryable):
 		return err
 	case c.Has(dialect.Aborting):

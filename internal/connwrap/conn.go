@@ -33,6 +33,7 @@ type conn struct {
 	c        driver.Conn
 	w        *Connector
 	nc       net.Conn      // the network connection, when enginekit's dialer made it
+	broken   atomic.Bool   // cut under a call whose ctx ended (see watch): never used again
 	idleAt   time.Duration // when it went back to the pool, after w.clock
 	lost     int64         // w.lost when it was last known alive
 	deadline time.Time     // end of the jittered lifetime; zero: none
@@ -47,6 +48,7 @@ type conn struct {
 	// are refused with it, and COMMIT rolls back and returns it.
 	tx      driver.Tx
 	txCtx   context.Context
+	txWatch *watch // bounds the transaction by its ctx until it ends
 	aborted error
 
 	skipped skipped // see skip
@@ -197,7 +199,7 @@ func (c connEQ) QueryContext(ctx context.Context, query string, args []driver.Na
 // (a connection without it starts its leak clock at its first use).
 func (c *conn) resetSession(ctx context.Context) error {
 	c.aborted, c.skipped = nil, skipped0
-	if c.pastAge() {
+	if c.pastAge() || c.broken.Load() {
 		return driver.ErrBadConn
 	}
 	if err := c.alive(ctx); err != nil {
@@ -214,6 +216,9 @@ func (c *conn) resetSession(ctx context.Context) error {
 func (c *conn) IsValid() bool {
 	if c.lk != nil {
 		c.checkin()
+	}
+	if c.broken.Load() {
+		return false
 	}
 	if c.nc != nil && c.w.o.IdleCheck > 0 {
 		c.idleAt = time.Since(c.w.clock)
@@ -240,7 +245,8 @@ func (c *conn) Close() error {
 func (c *conn) Ping(ctx context.Context) error {
 	c.use()
 	if p, ok := c.c.(driver.Pinger); ok {
-		return p.Ping(ctx)
+		wt := c.watch(ctx)
+		return c.w.tag(wt.end(p.Ping(ctx)))
 	}
 	return nil
 }
@@ -275,11 +281,13 @@ func (c *conn) execContext(ctx context.Context, query string, args []driver.Name
 		}
 	}
 	octx, begun := c.w.start(ctx, monitor.OpExec, query, args)
+	wt := c.watch(ctx)
 	if ec != nil {
 		res, err = ec.ExecContext(ctx, query, args)
 	} else {
 		res, err = c.c.(driver.Execer).Exec(query, dargs) //nolint:staticcheck // the legacy interface
 	}
+	err = wt.end(err)
 	if err == driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
 		c.skip(octx, begun, monitor.OpExec, query)
 		return nil, err
@@ -312,10 +320,14 @@ func (c *conn) queryContext(ctx context.Context, query string, args []driver.Nam
 		}
 	}
 	octx, begun := c.w.start(ctx, monitor.OpQuery, query, args)
+	wt := c.watch(ctx)
 	if qc != nil {
 		rows, err = qc.QueryContext(ctx, query, args)
 	} else {
 		rows, err = c.c.(driver.Queryer).Query(query, dargs) //nolint:staticcheck // the legacy interface
+	}
+	if err != nil {
+		err = wt.end(err)
 	}
 	if err == driver.ErrSkip { //nolint:errorlint // database/sql compares ErrSkip so
 		c.skip(octx, begun, monitor.OpQuery, query)
@@ -325,7 +337,7 @@ func (c *conn) queryContext(ctx context.Context, query string, args []driver.Nam
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpQuery, query, args, begun, -1, err)
 	}
-	return c.wrapRows(rows), err
+	return c.wrapRows(rows, wt), err
 }
 
 func (c *conn) Prepare(query string) (driver.Stmt, error) {
@@ -346,7 +358,9 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	var s driver.Stmt
 	var err error
 	if p, ok := c.c.(driver.ConnPrepareContext); ok {
+		wt := c.watch(ctx)
 		s, err = p.PrepareContext(ctx, query)
+		err = wt.end(err)
 	} else {
 		// database/sql's fallback: prepare, then honour a ctx that ended.
 		s, err = c.c.Prepare(query)
@@ -418,6 +432,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	octx, begun := c.w.start(ctx, monitor.OpBegin, "", nil)
 	var tx driver.Tx
 	var err error
+	wt := c.watch(ctx) // until the transaction ends: its COMMIT too
 	if ok {
 		tx, err = b.BeginTx(ctx, opts)
 	} else {
@@ -427,6 +442,9 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 			tx, err = nil, ctx.Err()
 		}
 	}
+	if err != nil {
+		err = wt.end(err)
+	}
 	err = c.w.tag(err)
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpBegin, "", nil, begun, -1, err)
@@ -434,7 +452,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	if err != nil {
 		return nil, err
 	}
-	c.tx, c.txCtx, c.aborted = tx, ctx, nil
+	c.tx, c.txCtx, c.txWatch, c.aborted = tx, ctx, wt, nil
 	return (*connTx)(c), nil
 }
 
@@ -448,8 +466,8 @@ func (t *connTx) Rollback() error { return (*conn)(t).end(monitor.OpRollback) }
 // error aborted is rolled back instead of committed, and its COMMIT
 // returns that error: nothing after the error may be committed.
 func (c *conn) end(op monitor.Op) error {
-	tx, ctx, aborted := c.tx, c.txCtx, c.aborted
-	c.tx, c.txCtx, c.aborted = nil, nil, nil
+	tx, ctx, wt, aborted := c.tx, c.txCtx, c.txWatch, c.aborted
+	c.tx, c.txCtx, c.txWatch, c.aborted = nil, nil, nil, nil
 	if tx == nil {
 		return driver.ErrBadConn // ended twice: database/sql never does
 	}
@@ -460,9 +478,9 @@ func (c *conn) end(op monitor.Op) error {
 	octx, begun := c.w.start(ctx, op, "", nil)
 	var err error
 	if op == monitor.OpCommit {
-		err = c.w.tag(tx.Commit())
+		err = c.w.tag(wt.end(tx.Commit()))
 	} else {
-		err = c.w.tag(tx.Rollback())
+		err = c.w.tag(wt.end(tx.Rollback()))
 	}
 	if c.w.mon != nil {
 		c.w.observe(octx, op, "", nil, begun, -1, err)
@@ -574,11 +592,13 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		}
 	}
 	octx, begun := s.start(ctx, monitor.OpExec, args)
+	wt := c.watch(ctx)
 	if ok {
 		res, err = e.ExecContext(ctx, args)
 	} else {
 		res, err = s.s.Exec(dargs) //nolint:staticcheck // database/sql's fallback
 	}
+	err = wt.end(err)
 	err = c.settle(s.query, err)
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpExec, s.query, args, begun, rowsAffected(res, err), err)
@@ -604,26 +624,31 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 		}
 	}
 	octx, begun := s.start(ctx, monitor.OpQuery, args)
+	wt := c.watch(ctx)
 	if ok {
 		rows, err = q.QueryContext(ctx, args)
 	} else {
 		rows, err = s.s.Query(dargs) //nolint:staticcheck // database/sql's fallback
 	}
+	if err != nil {
+		err = wt.end(err)
+	}
 	err = c.settle(s.query, err)
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpQuery, s.query, args, begun, -1, err)
 	}
-	return c.wrapRows(rows), err
+	return c.wrapRows(rows, wt), err
 }
 
 // wrapRows wraps the rows of a query run in a transaction, so that an
-// error met while they are read is seen (see settle); outside one, the
-// driver's rows are returned as they are.
-func (c *conn) wrapRows(r driver.Rows) driver.Rows {
-	if r == nil || c.tx == nil {
+// error met while they are read is seen (see settle), and those of a query
+// whose watch goes on while they are read (wt, ended when they close);
+// otherwise the driver's rows are returned as they are.
+func (c *conn) wrapRows(r driver.Rows, wt *watch) driver.Rows {
+	if r == nil || (c.tx == nil && wt == nil) {
 		return r
 	}
-	return &rows{Rows: r, c: c}
+	return &rows{Rows: r, c: c, wt: wt}
 }
 
 // rows wraps a result set read in a transaction. It claims the optional
@@ -632,7 +657,12 @@ func (c *conn) wrapRows(r driver.Rows) driver.Rows {
 // as it calls the connection.
 type rows struct {
 	driver.Rows
-	c *conn
+	c  *conn
+	wt *watch // the query's, until the rows close; nil: none
+}
+
+func (r *rows) Close() error {
+	return r.wt.end(r.Rows.Close())
 }
 
 var (
@@ -647,6 +677,9 @@ var (
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.Rows.Next(dest)
 	if err != nil && err != io.EOF { //nolint:errorlint // the driver's end of rows, compared so by database/sql
+		if r.wt != nil && r.wt.cutUnder() {
+			err = cutError(r.wt.ctx, err)
+		}
 		err = r.c.settle("", err)
 	}
 	return err

@@ -163,11 +163,14 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 		begun = time.Now()
 	}
 	var slot netdial.Slot
+	cw := watchConnect(ctx, &slot)
 	c, err := w.c.Connect(netdial.WithSlot(ctx, &slot))
-	if err == nil && slot.Conn != nil {
+	err = cw.end(err)
+	nc := slot.Conn()
+	if err == nil && nc != nil {
 		// The dialer's deadline bounded the setup; the driver's own
 		// deadlines, or none, hold from here.
-		if err = slot.Conn.SetDeadline(time.Time{}); err != nil {
+		if err = nc.SetDeadline(time.Time{}); err != nil {
 			c.Close()
 		}
 	}
@@ -182,7 +185,7 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if w.poolMon != nil {
 		w.poolMon.Pool(ctx, monitor.PoolEvent{DB: w.o.DB, Kind: monitor.PoolConnected, Duration: time.Since(begun)})
 	}
-	wc := &conn{c: c, w: w, nc: slot.Conn, lost: w.lost.Load()}
+	wc := &conn{c: c, w: w, nc: nc, lost: w.lost.Load()}
 	if wc.nc != nil && w.o.IdleCheck > 0 {
 		wc.idleAt = time.Since(w.clock)
 	}

@@ -135,10 +135,17 @@ func ClassOf(err error) Class {
 	return Transport(err)
 }
 
+// ErrCut is in the error of a call whose connection the connection
+// wrapper closed because the server did not answer by the call's
+// deadline: the connection is lost, and what the call sent may or may not
+// have been done.
+var ErrCut = errors.New("the server did not answer by the deadline: connection closed")
+
 // Transport recognises a lost connection whatever the driver.
 func Transport(err error) Class {
 	switch {
-	case errors.Is(err, driver.ErrBadConn),
+	case errors.Is(err, ErrCut),
+		errors.Is(err, driver.ErrBadConn),
 		errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET),

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -61,7 +62,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		}
 	}
 	if s, ok := ctx.Value(slotKey{}).(*Slot); ok {
-		s.Conn = c // the last dial wins: lib/pq tries a multi-host DSN's hosts in turn
+		s.set(c) // the last dial wins: lib/pq tries a multi-host DSN's hosts in turn
 	}
 	return c, nil
 }
@@ -79,8 +80,25 @@ func (d *Dialer) DialTimeout(network, address string, timeout time.Duration) (ne
 }
 
 // Slot receives the connection that a driver's Connect dials with a
-// Dialer, when the ctx given to Connect carries it.
-type Slot struct{ Conn net.Conn }
+// Dialer, when the ctx given to Connect carries it. It is safe for use by
+// the goroutine that connects and one that watches it.
+type Slot struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (s *Slot) set(c net.Conn) {
+	s.mu.Lock()
+	s.conn = c
+	s.mu.Unlock()
+}
+
+// Conn is the connection dialed last, or nil.
+func (s *Slot) Conn() net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
 
 type slotKey struct{}
 

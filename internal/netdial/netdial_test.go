@@ -137,7 +137,7 @@ func TestSlot(t *testing.T) {
 	d := &netdial.Dialer{}
 	var s netdial.Slot
 	c, _ := pair(t, d, netdial.WithSlot(context.Background(), &s))
-	if s.Conn != c {
-		t.Fatalf("slot holds %v, want the dialed %v", s.Conn, c)
+	if s.Conn() != c {
+		t.Fatalf("slot holds %v, want the dialed %v", s.Conn(), c)
 	}
 }
