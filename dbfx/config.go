@@ -43,6 +43,7 @@ type Config struct {
 	StatementCache  int           // prepared statements kept per engine: 0 = default (256), -1 = off (PgBouncer in transaction mode), n = size
 	HealthInterval  time.Duration // how often replicas and the primary are checked in the background
 	DeadPeerTimeout time.Duration // a connection whose server stopped answering (TCP keepalive, TCP_USER_TIMEOUT) fails after this; default 30s, -1 = the system's
+	IdleCheck       time.Duration // a connection idle longer is checked for a server that closed it when taken from the pool; default 1s, -1 = never
 }
 
 // Defaults filled in by Open for zero fields.
@@ -244,6 +245,9 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 	} else if c.DeadPeerTimeout > 0 && c.DeadPeerTimeout < time.Second {
 		add("DeadPeerTimeout", "must be at least 1s (TCP's keepalive counts seconds), got %s", c.DeadPeerTimeout)
 	}
+	if c.IdleCheck < -1 {
+		add("IdleCheck", "must be -1 (never), 0 (default) or a duration, got %s", c.IdleCheck)
+	}
 	if c.StatementCache < -1 {
 		add("StatementCache", "must be -1 (off), 0 (default) or a size, got %d", c.StatementCache)
 	}
@@ -263,9 +267,10 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 // PREFIX_MAX_IDLE_CONNS, PREFIX_CONN_MAX_LIFETIME, PREFIX_CONN_MAX_IDLE_TIME,
 // PREFIX_ACQUIRE_TIMEOUT, PREFIX_CONNECT_TIMEOUT, PREFIX_QUERY_TIMEOUT,
 // PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE,
-// PREFIX_HEALTH_INTERVAL and PREFIX_DEAD_PEER_TIMEOUT. Durations are Go
-// durations ("5s"). Unset variables leave their field zero; every
-// malformed one is named in one error matching ErrConfig. The result is not validated: call Validate.
+// PREFIX_HEALTH_INTERVAL, PREFIX_DEAD_PEER_TIMEOUT and PREFIX_IDLE_CHECK.
+// Durations are Go durations ("5s"). Unset variables leave their field
+// zero; every malformed one is named in one error matching ErrConfig. The
+// result is not validated: call Validate.
 func ConfigFromEnv(prefix string) (Config, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "_") {
 		prefix += "_"
@@ -313,6 +318,7 @@ func ConfigFromEnv(prefix string) (Config, error) {
 	num("STATEMENT_CACHE", &c.StatementCache)
 	dur("HEALTH_INTERVAL", &c.HealthInterval)
 	dur("DEAD_PEER_TIMEOUT", &c.DeadPeerTimeout)
+	dur("IDLE_CHECK", &c.IdleCheck)
 	if len(bad) > 0 {
 		name := c.Name
 		if name == "" {

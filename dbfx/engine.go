@@ -123,7 +123,7 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	// connection may be the whole database. Every pool, the health
 	// connections' and the startup steps' included, opens no connection
 	// before the start (Gate).
-	watch := connwrap.Options{DB: c.Name, Dialect: r.drv.SQL, Monitor: o.mon, SlowQuery: c.SlowQuery,
+	watch := connwrap.Options{DB: c.Name, Dialect: r.drv.SQL, Monitor: o.mon, SlowQuery: c.SlowQuery, IdleCheck: c.IdleCheck,
 		LeakThreshold: c.LeakThreshold, MaxLifetime: c.ConnMaxLifetime, Gate: e.gate}
 	writerWatch := watch
 	if sqlite {

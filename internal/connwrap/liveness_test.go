@@ -3,7 +3,6 @@ package connwrap_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/enginekit/enginekit/internal/connwrap"
 	"github.com/enginekit/enginekit/internal/drv"
 	"github.com/enginekit/enginekit/internal/netdial"
+	"github.com/enginekit/enginekit/internal/testdb"
 	"github.com/enginekit/enginekit/monitor"
 )
 
@@ -59,60 +59,6 @@ func warm(tb testing.TB, db *sql.DB, n int) {
 	}
 	for _, c := range conns {
 		c.Close()
-	}
-}
-
-// killAll ends, from the server's side, every connection to cfg's
-// database but the admin's own, and waits until the server has none left.
-func killAll(tb testing.TB, cfg dbfx.Config, admin *sql.DB) {
-	tb.Helper()
-	ctx := testContext(tb)
-	var list, kill, count string
-	switch cfg.Driver {
-	case "postgres":
-		list = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`
-		kill = `SELECT pg_terminate_backend(%d)`
-		count = `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`
-	case "mysql":
-		list = `SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()`
-		kill = `KILL CONNECTION %d`
-		count = `SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()`
-	}
-	rows, err := admin.QueryContext(ctx, list)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			tb.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	if len(ids) == 0 {
-		tb.Fatal("no connection to kill")
-	}
-	for _, id := range ids {
-		if _, err := admin.ExecContext(ctx, fmt.Sprintf(kill, id)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	// The server ends them on its own schedule: ask it until it has.
-	for {
-		var n int
-		if err := admin.QueryRowContext(ctx, count).Scan(&n); err != nil {
-			tb.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-		if ctx.Err() != nil {
-			tb.Fatalf("%d connections still there", n)
-		}
 	}
 }
 
@@ -164,7 +110,7 @@ func TestDeadIdleConnectionsNeverReachCallers(t *testing.T) {
 			}
 			for _, p := range paths {
 				warm(t, db, n)
-				killAll(t, cfg, admin)
+				testdb.KillConnections(t, cfg.Driver, admin)
 				ctx := testContext(t)
 				for i := range 4 {
 					if err := p.call(ctx); err != nil {
@@ -192,7 +138,7 @@ func TestLostConnectionChecksTheOthers(t *testing.T) {
 	admin, _ := dialedPool(t, cfg, 1, -1, nil)
 	warm(t, admin, 1)
 	warm(t, db, 2)
-	killAll(t, cfg, admin)
+	testdb.KillConnections(t, cfg.Driver, admin)
 	ctx := testContext(t)
 	// Within the window nothing is checked: one call meets a dead
 	// connection (database/sql retries a bad one on the pool, so pin it).
