@@ -62,6 +62,32 @@
 // each connection's own jittered lifetime, leak reports. sql.Conn.Raw
 // hands out the wrapper; DriverConn gives the driver's connection.
 //
+// # Deadlines and dead connections
+//
+// No call outlives its ctx by much, whatever the server or the network
+// does:
+//
+//   - Start waits at most Config.ConnectTimeout in all, and each
+//     connection's setup (dial and handshake), at start and later, is
+//     bounded by it too: a server that accepts and never answers fails
+//     the start with ErrConnect (PostgreSQL gets a connect_timeout, which
+//     lib/pq lacks unless told).
+//   - A call whose ctx ended while its server does not answer (a stopped
+//     backend, a partition) has its connection closed under the driver
+//     half a second later (internal/connwrap's CutGrace), and returns the
+//     ctx's error; the connection is never used again. A COMMIT ended so
+//     is session.ErrAmbiguousCommit wrapping the ctx's error: it may have
+//     been committed.
+//   - A call with no deadline on a peer that vanished fails within
+//     Config.DeadPeerTimeout (TCP keepalive and TCP_USER_TIMEOUT on every
+//     socket the engine dials), not the kernel's quarter of an hour.
+//   - A connection idle longer than Config.IdleCheck, or older than a
+//     lost connection seen on the pool, is checked when taken out (a look
+//     at its socket, no round trip) and discarded when its server closed
+//     it: after a restart, a failover, pg_terminate_backend or an idle
+//     timeout, no caller that has sent nothing meets a dead connection.
+//     The monitor hears of each (monitor.PoolDeadConn).
+//
 // # MySQL: values written into the SQL
 //
 // Open sets the mysql driver's interpolateParams=true unless the DSN sets
