@@ -50,7 +50,10 @@ func benchTable(b *testing.B, e *dbfx.Engine) {
 
 // BenchmarkPointRead reads one row by primary key: on the driver bare
 // (the connector dbfx opens, unwrapped), on an engine with no monitor (its
-// pools wrapped all the same), and on one with a monitor that counts.
+// pools wrapped all the same), and on one with a monitor that counts; each
+// with a background ctx and with a ctx that has a deadline, made per read
+// as a request's would be (the wrapper then watches the call, to cut its
+// connection should the server not answer by the deadline).
 //
 //	go test -run '^$' -bench 'PointRead$' -benchmem -count=10 ./internal/connwrap/ | tee bench.txt
 //	benchstat -col /monitor bench.txt
@@ -65,21 +68,34 @@ func BenchmarkPointRead(b *testing.B) {
 			benchTable(b, plain)
 			watched := openEngine(b, cfg, dbfx.WithMonitor(&counter{}))
 			bare := openBare(b, cfg)
-			for _, v := range []struct {
-				name string
-				db   *sqlx.DB
-			}{{"bare", bare}, {"none", plain.DB()}, {"counter", watched.DB()}} {
-				b.Run("monitor="+v.name, func(b *testing.B) {
-					ctx := context.Background()
-					q := v.db.Rebind("SELECT v FROM bench WHERE id = ?")
-					var s string
-					b.ReportAllocs()
-					i := 0
-					for b.Loop() {
-						i++
-						if err := v.db.QueryRowContext(ctx, q, i%100+1).Scan(&s); err != nil {
-							b.Fatal(err)
-						}
+			for _, deadline := range []bool{false, true} {
+				name := "ctx=background"
+				if deadline {
+					name = "ctx=deadline"
+				}
+				b.Run(name, func(b *testing.B) {
+					for _, v := range []struct {
+						name string
+						db   *sqlx.DB
+					}{{"bare", bare}, {"none", plain.DB()}, {"counter", watched.DB()}} {
+						b.Run("monitor="+v.name, func(b *testing.B) {
+							q := v.db.Rebind("SELECT v FROM bench WHERE id = ?")
+							var s string
+							b.ReportAllocs()
+							i := 0
+							for b.Loop() {
+								i++
+								ctx, cancel := context.Background(), context.CancelFunc(func() {})
+								if deadline {
+									ctx, cancel = context.WithTimeout(ctx, time.Minute)
+								}
+								err := v.db.QueryRowContext(ctx, q, i%100+1).Scan(&s)
+								cancel()
+								if err != nil {
+									b.Fatal(err)
+								}
+							}
+						})
 					}
 				})
 			}
