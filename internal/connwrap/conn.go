@@ -128,7 +128,8 @@ func (c *conn) refuse(query string) error {
 // settle tags a statement's error and, in a transaction, remembers one
 // that aborts it. A ROLLBACK TO SAVEPOINT that succeeds recovers the
 // transaction (PostgreSQL; after a MySQL deadlock it fails: the
-// savepoints are gone).
+// savepoints are gone). BEGIN, COMMIT, ROLLBACK and pings settle their
+// errors too (query ""): a connection lost there was lost all the same.
 func (c *conn) settle(query string, err error) error {
 	if err == nil {
 		if c.aborted != nil && isRollback(query) {
@@ -246,7 +247,7 @@ func (c *conn) Ping(ctx context.Context) error {
 	c.use()
 	if p, ok := c.c.(driver.Pinger); ok {
 		wt := c.watch(ctx)
-		return c.w.tag(wt.end(p.Ping(ctx)))
+		return c.settle("", wt.end(p.Ping(ctx)))
 	}
 	return nil
 }
@@ -445,7 +446,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	if err != nil {
 		err = wt.end(err)
 	}
-	err = c.w.tag(err)
+	err = c.settle("", err)
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpBegin, "", nil, begun, -1, err)
 	}
@@ -478,9 +479,9 @@ func (c *conn) end(op monitor.Op) error {
 	octx, begun := c.w.start(ctx, op, "", nil)
 	var err error
 	if op == monitor.OpCommit {
-		err = c.w.tag(wt.end(tx.Commit()))
+		err = c.settle("", wt.end(tx.Commit()))
 	} else {
-		err = c.w.tag(wt.end(tx.Rollback()))
+		err = c.settle("", wt.end(tx.Rollback()))
 	}
 	if c.w.mon != nil {
 		c.w.observe(octx, op, "", nil, begun, -1, err)

@@ -165,6 +165,44 @@ func TestLostConnectionChecksTheOthers(t *testing.T) {
 	}
 }
 
+// TestLostAtBeginChecksTheOthers: a connection lost at BEGIN (where a
+// transaction meets one a restart killed: lib/pq reads the server's
+// goodbye there) gets the others checked at their checkout too, as one
+// lost by a statement does: after a restart, one transaction fails, not
+// one per connection.
+func TestLostAtBeginChecksTheOthers(t *testing.T) {
+	cfg := fxtest.Postgres(t)
+	db, w := dialedPool(t, cfg, 2, time.Hour, nil)
+	admin, _ := dialedPool(t, cfg, 1, -1, nil)
+	warm(t, admin, 1)
+	warm(t, db, 2)
+	testdb.KillConnections(t, cfg.Driver, admin)
+	ctx := testContext(t)
+	// A transaction on an explicit connection, as a scope takes it:
+	// database/sql retries a bad connection at BEGIN on the pool only.
+	begin := func() error {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		tx, err := c.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return tx.Rollback()
+	}
+	if err := begin(); err == nil {
+		t.Fatal("the first BEGIN after the kill met no dead connection: the test proves nothing")
+	}
+	if err := begin(); err != nil {
+		t.Errorf("after a connection lost at BEGIN, the next BEGIN met another: %v", err)
+	}
+	if w.Stats().Dead < 1 {
+		t.Errorf("Stats().Dead = %d, want at least 1", w.Stats().Dead)
+	}
+}
+
 // poolEvents counts pool events by kind.
 type poolEvents struct {
 	mu sync.Mutex
