@@ -4,10 +4,16 @@
 // check what an application needs to rely on:
 //
 //   - a server restarted or crashed under 32 writers: the pool recovers
-//     without restarting the application, no transaction reported
-//     committed is missing, none that failed (other than with
-//     session.ErrAmbiguousCommit) is present, and nothing is half
-//     committed;
+//     without restarting the application, no caller fails once the server
+//     answers again (also when the pool held connections idle through the
+//     restart), no transaction reported committed is missing, none that
+//     failed (other than with session.ErrAmbiguousCommit) is present, and
+//     nothing is half committed; restarted a moment after the pool's
+//     connections were last used, at most the first caller meets one dead;
+//   - a server paused (SIGSTOP) for 5 s under 32 writers whose
+//     transactions have a 2 s deadline: every call returns within a
+//     second of its deadline, none is lost or half committed, and once the
+//     server is continued the pool commits again;
 //   - connections killed from the server side (pg_terminate_backend,
 //     MariaDB KILL) between statements, during one or before COMMIT: a
 //     clear error, or a successful retry of a read-only scope, never a
@@ -34,7 +40,7 @@
 //	FAULT-TABLE | fault | attempted=N | committed=N | failed=N(class:n, ...) | ambiguous=N | lost=0 | ...
 //
 // The servers are the private ones of scripts/faultdb, never the shared
-// servers the other tests use, since the tests stop and restart them:
+// servers the other tests use, since the tests stop, pause and restart them:
 //
 //	scripts/faultdb run "$(mktemp -d)" -- go test -race -count=1 -v ./internal/faults/
 //

@@ -83,8 +83,8 @@ func faultServers(t *testing.T) servers {
 }
 
 // begin starts a fault test. Its cleanups run last: every server is
-// started again (a no-op for one that is up), then no goroutine may be
-// left.
+// started again (continued if paused; a no-op for one that is up), then
+// no goroutine may be left.
 func begin(t *testing.T) servers {
 	t.Helper()
 	s := faultServers(t)
@@ -99,7 +99,8 @@ func begin(t *testing.T) servers {
 	return s
 }
 
-// ctl runs faultdb OP on one server: restart, stop-one, start-one, kill-one.
+// ctl runs faultdb OP on one server: restart, stop-one, start-one,
+// kill-one, pause-one, resume-one.
 func (s servers) ctl(ctx context.Context, op, server string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // faultdb bounds each wait by 60s
 	defer cancel()
@@ -269,13 +270,14 @@ func createTables(t *testing.T, db *sql.DB) {
 	}
 }
 
-// openEngine opens an engine without Fx. At cleanup it checks that no
-// connection is in use nor scope open, then closes it.
-func openEngine(t *testing.T, cfg dbfx.Config) *dbfx.Engine {
+// openEngine opens an engine without Fx, with every driver and opts. At
+// cleanup it checks that no connection is in use nor scope open, then
+// closes it.
+func openEngine(t *testing.T, cfg dbfx.Config, opts ...dbfx.Option) *dbfx.Engine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+30*time.Second)
 	defer cancel()
-	e, err := dbfx.Open(ctx, cfg, fxtest.WithDrivers())
+	e, err := dbfx.Open(ctx, cfg, append([]dbfx.Option{fxtest.WithDrivers()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,9 +322,10 @@ func sleepSQL(driverName string, d time.Duration) string {
 
 // attempt is one write transaction and what its caller was told.
 type attempt struct {
-	id   int64
-	err  error
-	took time.Duration
+	id    int64
+	err   error
+	took  time.Duration
+	ended time.Time // when it returned (the writers' attempts)
 }
 
 // table is one line of the fault table: what was attempted and how it
@@ -536,10 +539,8 @@ func reconcile(t *testing.T, db *sql.DB, tb *table, attempts []attempt) {
 // writers run write transactions from n goroutines until stopped: worker
 // g's transactions insert g*1e6+1, g*1e6+2, ... (see insert).
 type writers struct {
-	m     *session.Manager
-	pause string
-	// stopOn, when set, ends a worker after an error it matches.
-	stopOn func(error) bool
+	m *session.Manager
+	load
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -552,11 +553,36 @@ type writers struct {
 	ended    int   // workers that have returned
 }
 
+// load says how writers run.
+type load struct {
+	workers int
+	timeout time.Duration // each transaction's ctx; 0: opTimeout
+	// backoff is a worker's wait after an error; 0: 10ms (while the
+	// server is down every attempt fails at once: it keeps a worker from
+	// spinning).
+	backoff time.Duration
+	pause   string // see insert
+	// stopOn, when set, ends a worker after an error it matches.
+	stopOn func(error) bool
+}
+
+// startWriters starts n writers whose transactions each have opTimeout.
 func startWriters(m *session.Manager, n int, pause string, stopOn func(error) bool) *writers {
-	w := &writers{m: m, pause: pause, stopOn: stopOn, stop: make(chan struct{}),
-		progress: make(chan struct{}, 1), since: make([]int, n)}
-	w.wg.Add(n)
-	for g := range n {
+	return startLoad(m, load{workers: n, pause: pause, stopOn: stopOn})
+}
+
+// startLoad starts writers as l says.
+func startLoad(m *session.Manager, l load) *writers {
+	if l.timeout == 0 {
+		l.timeout = opTimeout
+	}
+	if l.backoff == 0 {
+		l.backoff = 10 * time.Millisecond
+	}
+	w := &writers{m: m, load: l, stop: make(chan struct{}),
+		progress: make(chan struct{}, 1), since: make([]int, l.workers)}
+	w.wg.Add(l.workers)
+	for g := range l.workers {
 		go w.run(g)
 	}
 	return w
@@ -580,13 +606,13 @@ func (w *writers) run(g int) {
 		epoch := w.epoch
 		w.mu.Unlock()
 		id := int64(g+1)*1_000_000 + seq
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 		begun := time.Now()
 		err := insert(ctx, w.m, id, w.pause)
-		took := time.Since(begun)
+		ended := time.Now()
 		cancel()
 		w.mu.Lock()
-		w.attempts = append(w.attempts, attempt{id: id, err: err, took: took})
+		w.attempts = append(w.attempts, attempt{id: id, err: err, took: ended.Sub(begun), ended: ended})
 		if err == nil && epoch == w.epoch {
 			w.since[g]++
 		}
@@ -596,9 +622,7 @@ func (w *writers) run(g int) {
 			if w.stopOn != nil && w.stopOn(err) {
 				return
 			}
-			// While the server is down every attempt fails at once: do not
-			// spin.
-			t := time.NewTimer(10 * time.Millisecond)
+			t := time.NewTimer(w.backoff)
 			select {
 			case <-t.C:
 			case <-w.stop:
@@ -684,6 +708,17 @@ func (w *writers) finish() []attempt {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.attempts)
+}
+
+// failedAfter returns the attempts that returned an error after t.
+func failedAfter(attempts []attempt, t time.Time) []attempt {
+	var out []attempt
+	for _, a := range attempts {
+		if a.err != nil && a.ended.After(t) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // checkTimes fails the test for a transaction that took longer than
