@@ -122,9 +122,10 @@ const (
 	// the liveness check's, or zero.
 	PoolDeadConn PoolKind = "dead_conn"
 	// PoolCancel: a statement whose ctx ended was stopped on the server
-	// (PostgreSQL's cancel request, MySQL's KILL QUERY); Err is set when
-	// the cancel itself failed (the statement may still be running),
-	// Duration is the cancel's.
+	// by enginekit (MySQL's KILL QUERY; PostgreSQL's cancel request,
+	// which lib/pq sends itself, is not reported); Err is set when the
+	// cancel itself failed or was not attempted for safety (the statement
+	// may still be running), Duration is the cancel's.
 	PoolCancel PoolKind = "cancel"
 )
 

@@ -18,6 +18,27 @@
 // Errors: deadlocks (1213) and lock wait timeouts (1205) are retried and
 // abort the transaction, 1062 is a unique violation, 1792 a refused write,
 // 1053, 1927 and 4031 a lost connection.
+//
+// Cancelled statements: MySQL and MariaDB run a statement to its end when
+// its client gives up on it (the driver closes its socket when the ctx
+// ends; SELECT SLEEP(20) ran on after a 500ms deadline). enginekit stops
+// it with KILL QUERY, one per cancelled statement, from a connection of
+// its own, within a second of the deadline (at most 8 such connections at
+// once per pool), and reports each to a monitor.PoolMonitor as a
+// monitor.PoolCancel (Err when it failed or was not attempted). The
+// statement's connection is never used again: statements after it in its
+// transaction are refused, its COMMIT rolls back, the pool discards it. A
+// KILL is sent only to the statement's own server: each connection holds
+// a user-level lock of a random name from its connect (GET_LOCK: one
+// round trip per connection, no privilege needed), and the KILL's
+// connection checks with IS_USED_LOCK that its server has the statement's
+// connection holding that lock; behind a proxy or a cluster address that
+// sends it to another server, or after a restart, nothing is killed.
+// MariaDB Galera refuses GET_LOCK: there a cancelled statement runs to its
+// end, as it did before. Behind ProxySQL, a connection that took a lock is
+// no longer multiplexed: each keeps a server connection of its own. The
+// connector's documentation (cancel.go) says why a lock rather than server
+// variables identifies the server.
 package mysql
 
 import (
@@ -42,12 +63,18 @@ import (
 var Module fx.Option = dbfx.DriverModule(Driver)
 
 // Driver returns the MySQL and MariaDB driver.
-func Driver() dbfx.Driver {
+func Driver() dbfx.Driver { return newDriver(nil) }
+
+// newDriver is Driver whose cancels ask their server about the lock name
+// askFor returns (nil: the statement's own; see connector).
+func newDriver(askFor func(lock string) string) *drv.Driver {
 	return &drv.Driver{
-		Name:      "mysql",
-		Package:   "github.com/enginekit/enginekit/dbfx/mysql",
-		SQL:       dialect.New(dialect.MySQL, classify),
-		Resolve:   resolve,
+		Name:    "mysql",
+		Package: "github.com/enginekit/enginekit/dbfx/mysql",
+		SQL:     dialect.New(dialect.MySQL, classify),
+		Resolve: func(dsn string, o drv.Options) (*drv.Target, error) {
+			return resolve(dsn, o, askFor)
+		},
 		Permanent: permanent,
 	}
 }
@@ -88,14 +115,20 @@ func permanent(err error) (bool, bool) {
 	return false, false
 }
 
-func resolve(dsn string, o drv.Options) (*drv.Target, error) {
+func resolve(dsn string, o drv.Options, askFor func(string) string) (*drv.Target, error) {
 	mc, err := parse(dsn, o)
 	if err != nil {
 		return nil, err
 	}
 	t := &drv.Target{Password: mc.Passwd, Host: mc.Addr + "/" + mc.DBName}
 	t.TLSOff = mc.Net != "unix" && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
-	t.Writer = func() (driver.Connector, error) { return mysql.NewConnector(mc) }
+	t.Writer = func() (driver.Connector, error) {
+		c, err := mysql.NewConnector(mc)
+		if err != nil {
+			return nil, err
+		}
+		return &connector{Connector: c, askFor: askFor}, nil
+	}
 	return t, nil
 }
 

@@ -42,6 +42,12 @@ type conn struct {
 	expired  bool          // past deadline and counted
 	lk       *leakState    // nil without a leak threshold
 
+	// cid is what the driver's drv.Canceller needs to stop a statement of
+	// this connection on the server (nil: the driver has none); killed is
+	// set once it was asked to (see cancel).
+	cid    any
+	killed atomic.Bool
+
 	// The transaction in progress, which connTx (this conn under another
 	// type, so that BeginTx allocates nothing) commits or rolls back, and
 	// the error that aborted it, if one did: until a ROLLBACK, statements
@@ -117,12 +123,41 @@ func (c *conn) alive(ctx context.Context) error {
 }
 
 // refuse returns the error that aborted the transaction in progress, for
-// any statement but a ROLLBACK (TO SAVEPOINT), which may recover it.
+// any statement but a ROLLBACK (TO SAVEPOINT), which may recover it. On a
+// connection whose statement is being stopped on the server, every
+// statement is refused: the stop must reach nothing else.
 func (c *conn) refuse(query string) error {
+	if c.cid != nil && c.killed.Load() {
+		if c.tx != nil {
+			return &dialect.Refused{Cause: errKilled}
+		}
+		return errKilled
+	}
 	if c.aborted == nil || isRollback(query) {
 		return nil
 	}
 	return &dialect.Refused{Cause: c.aborted}
+}
+
+// errKilled is why a connection refuses statements once a statement of
+// it, whose ctx ended, was being stopped on the server.
+var errKilled = errors.New("a statement on this connection was cancelled by its ctx and stopped on the server: " +
+	"the connection is not used again")
+
+// cancel has the statement running on c, whose ctx ended, stopped on the
+// server by the driver's drv.Canceller, on a goroutine of its own: at most
+// once per connection (false: it was already). The connection is marked
+// first, so that nothing else ever runs on it: statements after it (in
+// its transaction, on its pinned connection) are refused, a COMMIT rolls
+// back, and the pool discards it. The caller holds its watch's lock, with
+// the call still running: the connection cannot serve anything else yet.
+func (c *conn) cancel(ctx context.Context) bool {
+	if !c.killed.CompareAndSwap(false, true) {
+		return false
+	}
+	c.markBroken()
+	c.w.cancelOnServer(ctx, c.cid)
+	return true
 }
 
 // settle tags a statement's error and, in a transaction, remembers one
@@ -282,7 +317,7 @@ func (c *conn) execContext(ctx context.Context, query string, args []driver.Name
 		}
 	}
 	octx, begun := c.w.start(ctx, monitor.OpExec, query, args)
-	wt := c.watch(ctx)
+	wt := c.watchStmt(ctx)
 	if ec != nil {
 		res, err = ec.ExecContext(ctx, query, args)
 	} else {
@@ -321,7 +356,7 @@ func (c *conn) queryContext(ctx context.Context, query string, args []driver.Nam
 		}
 	}
 	octx, begun := c.w.start(ctx, monitor.OpQuery, query, args)
-	wt := c.watch(ctx)
+	wt := c.watchStmt(ctx)
 	if qc != nil {
 		rows, err = qc.QueryContext(ctx, query, args)
 	} else {
@@ -473,6 +508,9 @@ func (c *conn) end(op monitor.Op) error {
 		return driver.ErrBadConn // ended twice: database/sql never does
 	}
 	commit := op == monitor.OpCommit
+	if commit && aborted == nil && c.cid != nil && c.killed.Load() {
+		aborted = errKilled // a statement of the transaction was stopped on the server
+	}
 	if commit && aborted != nil {
 		op = monitor.OpRollback
 	}
@@ -593,7 +631,7 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		}
 	}
 	octx, begun := s.start(ctx, monitor.OpExec, args)
-	wt := c.watch(ctx)
+	wt := c.watchStmt(ctx)
 	if ok {
 		res, err = e.ExecContext(ctx, args)
 	} else {
@@ -625,7 +663,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 		}
 	}
 	octx, begun := s.start(ctx, monitor.OpQuery, args)
-	wt := c.watch(ctx)
+	wt := c.watchStmt(ctx)
 	if ok {
 		rows, err = q.QueryContext(ctx, args)
 	} else {
@@ -658,12 +696,14 @@ func (c *conn) wrapRows(r driver.Rows, wt *watch) driver.Rows {
 // as it calls the connection.
 type rows struct {
 	driver.Rows
-	c  *conn
-	wt *watch // the query's, until the rows close; nil: none
+	c      *conn
+	wt     *watch // the query's, until the rows close; nil: none
+	failed bool   // their reading met an error
 }
 
 func (r *rows) Close() error {
-	return r.wt.end(r.Rows.Close())
+	err := r.Rows.Close()
+	return r.wt.endAs(err, err != nil || r.failed)
 }
 
 var (
@@ -678,6 +718,7 @@ var (
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.Rows.Next(dest)
 	if err != nil && err != io.EOF { //nolint:errorlint // the driver's end of rows, compared so by database/sql
+		r.failed = true
 		if r.wt != nil && r.wt.cutUnder() {
 			err = cutError(r.wt.ctx, err)
 		}
@@ -700,6 +741,7 @@ func (r *rows) NextResultSet() error {
 	}
 	err := n.NextResultSet()
 	if err != nil && err != io.EOF { //nolint:errorlint // as in Next
+		r.failed = true
 		err = r.c.settle("", err)
 	}
 	return err

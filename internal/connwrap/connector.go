@@ -16,7 +16,11 @@
 //     nothing after it can run outside the transaction the database rolled
 //     back (MySQL) and nothing partial is committed;
 //   - pool policy: each connection has a jittered lifetime, and one held
-//     past the leak threshold is reported with the stack that took it.
+//     past the leak threshold is reported with the stack that took it;
+//   - deadlines: a call whose ctx ended and whose server does not answer
+//     has its connection cut (see watch), and a statement whose ctx ended
+//     while it ran is stopped on the server when the driver's connector is
+//     a drv.Canceller (MySQL's KILL QUERY; see conn.cancel).
 //
 // It forwards every optional driver interface with the behaviour and
 // errors of the driver: database/sql changes course on the mere presence
@@ -34,6 +38,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -44,6 +49,7 @@ import (
 	"time"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/internal/drv"
 	"github.com/enginekit/enginekit/internal/netdial"
 	"github.com/enginekit/enginekit/monitor"
 )
@@ -90,6 +96,17 @@ type stopper interface{ Stop() bool }
 // DefaultIdleCheck is Options.IdleCheck's default.
 const DefaultIdleCheck = time.Second
 
+// CancelWithin bounds a server-side cancel (drv.Canceller), from the end
+// of the statement's ctx: the wait for a free cancel slot, the cancel's
+// connection, its check of the server and its KILL. A cancel not done by
+// then is reported as failed.
+const CancelWithin = time.Second
+
+// CancelSlots is how many server-side cancels of one connector run at
+// once: a burst of deadlines (a slow server) opens no more connections
+// than this for cancels; the others wait for a slot within CancelWithin.
+const CancelSlots = 8
+
 // Connector is a driver.Connector that wraps every connection of the one
 // it wraps. Open a pool on it with sql.OpenDB; give sqlx the real driver
 // name.
@@ -106,6 +123,9 @@ type Connector struct {
 	expired atomic.Int64
 	dead    atomic.Int64 // idle connections found dead and discarded
 
+	cancelDone   atomic.Int64 // statements stopped on the server (or found ended there)
+	cancelFailed atomic.Int64 // server-side cancels that failed or were not attempted
+
 	// clock is the time the connector was made: connections keep their
 	// idle time as a monotonic offset from it (one clock read at checkin
 	// and one at checkout, and only with IdleCheck on).
@@ -114,6 +134,15 @@ type Connector struct {
 	// checked before the latest loss is checked at its next checkout,
 	// however briefly it was idle (a restart kills them all at once).
 	lost atomic.Int64
+
+	// The driver's server-side cancel (nil: none), the slots that bound
+	// the cancels running at once, and those running, which Close waits
+	// for (none starts once closed).
+	canceller drv.Canceller
+	slots     chan struct{}
+	cancelMu  sync.Mutex
+	closed    bool
+	cancels   sync.WaitGroup
 }
 
 var (
@@ -130,6 +159,9 @@ func Wrap(c driver.Connector, o Options) *Connector {
 	if w.d == nil {
 		w.d = dialect.New(0, nil)
 	}
+	if cc, ok := c.(drv.Canceller); ok {
+		w.canceller, w.slots = cc, make(chan struct{}, CancelSlots)
+	}
 	if !monitor.IsNop(o.Monitor) {
 		w.mon = o.Monitor
 		w.tracer, _ = o.Monitor.(monitor.QueryTracer)
@@ -144,11 +176,16 @@ type Stats struct {
 	Leaks   int64 // connections reported as leaked
 	Expired int64 // connections discarded at the end of their jittered lifetime
 	Dead    int64 // idle connections found dead when taken out, and discarded
+	// Cancels counts the statements whose ctx ended while they ran that
+	// were stopped on the server (drv.Canceller), CancelsFailed those
+	// whose server-side cancel failed or was not attempted.
+	Cancels, CancelsFailed int64
 }
 
 // Stats returns the connector's figures.
 func (w *Connector) Stats() Stats {
-	return Stats{Leaks: w.leaks.Load(), Expired: w.expired.Load(), Dead: w.dead.Load()}
+	return Stats{Leaks: w.leaks.Load(), Expired: w.expired.Load(), Dead: w.dead.Load(),
+		Cancels: w.cancelDone.Load(), CancelsFailed: w.cancelFailed.Load()}
 }
 
 // Connect opens a connection with the wrapped connector.
@@ -165,6 +202,14 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	var slot netdial.Slot
 	cw := watchConnect(ctx, &slot)
 	c, err := w.c.Connect(netdial.WithSlot(ctx, &slot))
+	var cid any
+	if err == nil && w.canceller != nil {
+		// Part of the connect: under its watch and the dialer's setup
+		// deadline.
+		if cid, err = w.canceller.Identify(ctx, c); err != nil {
+			c.Close()
+		}
+	}
 	err = cw.end(err)
 	nc := slot.Conn()
 	if err == nil && nc != nil {
@@ -185,7 +230,7 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if w.poolMon != nil {
 		w.poolMon.Pool(ctx, monitor.PoolEvent{DB: w.o.DB, Kind: monitor.PoolConnected, Duration: time.Since(begun)})
 	}
-	wc := &conn{c: c, w: w, nc: nc, lost: w.lost.Load()}
+	wc := &conn{c: c, w: w, nc: nc, lost: w.lost.Load(), cid: cid}
 	if wc.nc != nil && w.o.IdleCheck > 0 {
 		wc.idleAt = time.Since(w.clock)
 	}
@@ -209,12 +254,63 @@ func (w *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 func (w *Connector) Driver() driver.Driver { return w.c.Driver() }
 
 // Close closes the wrapped connector when it is an io.Closer, as sql.DB's
-// Close would have.
+// Close would have, once the server-side cancels under way are done (at
+// most CancelWithin): none outlives the pool.
 func (w *Connector) Close() error {
+	w.cancelMu.Lock()
+	w.closed = true
+	w.cancelMu.Unlock()
+	w.cancels.Wait()
 	if c, ok := w.c.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
+}
+
+// errCancelClosed is why a cancel was not attempted: its pool was closed.
+var errCancelClosed = errors.New("server-side cancel not attempted: the pool is closed")
+
+// cancelOnServer stops, on a goroutine of its own, the statement of the
+// connection that cid identifies, whose ctx ended, and reports it to the
+// monitor (monitor.PoolCancel; Err when the cancel failed, or was not
+// attempted). It never blocks: its caller holds a watch's lock.
+func (w *Connector) cancelOnServer(ctx context.Context, cid any) {
+	ctx = context.WithoutCancel(ctx) // for the monitor: the statement's values, not its end
+	begun := time.Now()
+	w.cancelMu.Lock()
+	if w.closed {
+		w.cancelMu.Unlock()
+		w.cancelled(ctx, begun, errCancelClosed)
+		return
+	}
+	w.cancels.Add(1)
+	w.cancelMu.Unlock()
+	go func() {
+		defer w.cancels.Done()
+		cctx, stop := context.WithTimeout(ctx, CancelWithin)
+		defer stop()
+		var err error
+		select {
+		case w.slots <- struct{}{}:
+			err = w.canceller.Cancel(cctx, cid)
+			<-w.slots
+		case <-cctx.Done():
+			err = fmt.Errorf("server-side cancel not attempted within %s: %d cancels of this pool under way", CancelWithin, CancelSlots)
+		}
+		w.cancelled(ctx, begun, err)
+	}()
+}
+
+// cancelled reports a server-side cancel.
+func (w *Connector) cancelled(ctx context.Context, begun time.Time, err error) {
+	if err != nil {
+		w.cancelFailed.Add(1)
+	} else {
+		w.cancelDone.Add(1)
+	}
+	if w.poolMon != nil {
+		w.poolMon.Pool(ctx, monitor.PoolEvent{DB: w.o.DB, Kind: monitor.PoolCancel, Duration: time.Since(begun), Err: err})
+	}
 }
 
 // tag returns err as a *dialect.Error when the driver's dialect knows its

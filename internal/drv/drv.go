@@ -8,8 +8,19 @@
 // Offered today: Resolve (reading, checking and redacting a DSN, the
 // parameters enginekit relies on, the connectors to open), SQL (the SQL
 // family and the classification of the driver's errors, which the
-// connection wrapper tags errors with and session retries by), and
-// Permanent (which connect errors waiting cannot cure).
+// connection wrapper tags errors with and session retries by), Permanent
+// (which connect errors waiting cannot cure), and Canceller (stopping on
+// the server a statement whose ctx ended, where the server does not stop
+// it when its client gives up: MySQL's KILL QUERY).
+//
+// Canceller is an optional interface of the driver.Connector that a
+// Target's Writer or Reader returns, rather than a field of Driver: a
+// cancel opens a connection of its own, with the address, credentials,
+// TLS and dialer of the pool whose statement it stops, which only that
+// pool's connector knows. The connection wrapper finds it when it wraps
+// the connector. A driver whose server cancels on its own leaves it out:
+// lib/pq sends PostgreSQL's cancel request itself when a ctx ends, and
+// SQLite runs in the caller's process (go-sqlite3 interrupts it).
 //
 // Where the capabilities that the next features need go, so that each is
 // settled once:
@@ -19,10 +30,6 @@
 //     connection wrapper calls in ResetSession for a connection idle past
 //     a threshold, answering driver.ErrBadConn for a dead one (database/sql
 //     then takes another). nil: the driver checks for itself (mysql does).
-//   - Server-side cancel of a statement whose ctx ended: a field Cancel,
-//     called by the wrapper with the connection the statement ran on, which
-//     may open a connection of its own (MySQL's KILL QUERY); nil: the
-//     driver cancels on its own (PostgreSQL's cancel request).
 //   - Bulk load: an optional interface on the driver's connection, found
 //     through the wrapper by session (as sql.Conn.Raw does) and offered to
 //     repo; the core names no driver type.
@@ -117,3 +124,34 @@ type dsnConnector struct {
 
 func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
 func (c dsnConnector) Driver() driver.Driver                        { return c.d }
+
+// Canceller stops on the server a statement whose ctx ended, for a driver
+// whose server goes on running a statement its client gave up on (MySQL
+// and MariaDB run it to its end: the driver only closes its socket). It is
+// an optional interface of the driver.Connector a Target returns; the
+// connection wrapper (internal/connwrap) calls it:
+//
+//   - Identify on each connection the connector opens, before any other
+//     use of it;
+//   - Cancel when the ctx of a statement (an exec, a query, the reading of
+//     its rows) ends while the statement is still running, at most once
+//     per connection, on a goroutine of its own, bounded by ctx. Before it
+//     calls Cancel, the wrapper marks the connection so that nothing else
+//     ever runs on it (later statements are refused, the pool discards
+//     it): a cancel can then only reach the statement it was meant for,
+//     or nothing.
+type Canceller interface {
+	// Identify returns what Cancel needs to find, from another connection,
+	// the statements of c on its server (MySQL: c's connection id and the
+	// proof of which server c is on). It is kept with the connection. An
+	// error fails the connect (c is closed); a connection that cannot be
+	// cancelled safely is not an error: Cancel then says why it did
+	// nothing.
+	Identify(ctx context.Context, c driver.Conn) (any, error)
+	// Cancel stops the statement running on the connection that Identify
+	// described, from a connection of its own, and only when it finds that
+	// connection on the server it reached. nil: the statement is no longer
+	// running (it was stopped, or it had ended); an error: it may still be
+	// running (the cancel failed, or was not attempted for safety).
+	Cancel(ctx context.Context, identity any) error
+}

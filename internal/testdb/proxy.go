@@ -16,10 +16,10 @@ import (
 // connections stay open and nothing more gets through either way. It is
 // closed, with every connection it made, when the test ends.
 type Proxy struct {
-	l      net.Listener
-	target string
+	l net.Listener
 
 	mu     sync.Mutex
+	target string
 	frozen bool
 	thawed *sync.Cond // broadcast when frozen turns false or the proxy closes
 	closed bool
@@ -50,6 +50,15 @@ func (p *Proxy) Addr() string { return p.l.Addr().String() }
 func (p *Proxy) Freeze() {
 	p.mu.Lock()
 	p.frozen = true
+	p.mu.Unlock()
+}
+
+// Retarget sends the connections accepted from now on to target
+// (host:port); those made already stay with their server, as behind a
+// load balancer, a failover or a cluster address.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
 	p.mu.Unlock()
 }
 
@@ -107,7 +116,10 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		s, err := net.Dial("tcp", p.target)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		s, err := net.Dial("tcp", target)
 		if err != nil {
 			c.Close()
 			continue
