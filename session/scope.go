@@ -333,6 +333,12 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 	}
 }
 
+// maxBadBegins is how many times a scope takes another connection when
+// BEGIN finds the one it took dead (driver.ErrBadConn: nothing was sent).
+// The first such error gets the pool's older connections checked at
+// checkout (see internal/connwrap), so one more is enough in practice.
+const maxBadBegins = 2
+
 // attempt runs fn once in a new transaction. It returns the callbacks
 // registered with AfterCommit when the transaction committed.
 func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, acc access, c *txConfig, attempt int) ([]func(context.Context), error) {
@@ -362,12 +368,28 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 		if err != nil {
 			return nil, ctxErr(sctx, err)
 		}
-		defer m.prepareMissed(ctx, s) // after the connection is back in the pool
-		defer conn.Close()
+		defer m.prepareMissed(ctx, s)     // after the connection is back in the pool
+		defer func() { s.conn.Close() }() // the last one taken
 		s.conn, s.pool, s.ownsConn = conn, pool, true
 	}
 	begun := time.Now()
-	tx, err := m.beginTx(sctx, s.conn, &sql.TxOptions{Isolation: c.isolation, ReadOnly: acc == readOnly})
+	opts := &sql.TxOptions{Isolation: c.isolation, ReadOnly: acc == readOnly}
+	tx, err := m.beginTx(sctx, s.conn, opts)
+	for bad := 0; bad < maxBadBegins && s.ownsConn && errors.Is(err, driver.ErrBadConn) && sctx.Err() == nil; bad++ {
+		// BEGIN met a connection that died in the pool unseen (its server
+		// restarted a moment ago) and was sent nowhere: another connection
+		// serves the scope, as database/sql does for statements on its
+		// pool (it does not for an explicit connection). database/sql has
+		// closed the bad one.
+		conn, aerr := m.acquireFor(sctx, parent, s.pool, s.side)
+		if aerr != nil {
+			err = aerr
+			break
+		}
+		s.conn = conn
+		begun = time.Now()
+		tx, err = m.beginTx(sctx, s.conn, opts)
+	}
 	s.watch = m.watchTx(sctx, c.label, attempt, begun, err)
 	if err != nil {
 		return nil, ctxErr(sctx, err)
