@@ -334,7 +334,7 @@ func (m *Manager) begin(ctx context.Context, parent *scope, fn func(context.Cont
 }
 
 // maxBadBegins is how many times a scope takes another connection when
-// BEGIN finds the one it took dead (driver.ErrBadConn: nothing was sent).
+// BEGIN finds the one it took dead.
 // The first such error gets the pool's older connections checked at
 // checkout (see internal/connwrap), so one more is enough in practice.
 const maxBadBegins = 2
@@ -375,12 +375,15 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 	begun := time.Now()
 	opts := &sql.TxOptions{Isolation: c.isolation, ReadOnly: acc == readOnly}
 	tx, err := m.beginTx(sctx, s.conn, opts)
-	for bad := 0; bad < maxBadBegins && s.ownsConn && errors.Is(err, driver.ErrBadConn) && sctx.Err() == nil; bad++ {
+	for bad := 0; bad < maxBadBegins && s.ownsConn && err != nil && m.d.Classify(err).Has(dialect.ConnLost) && sctx.Err() == nil; bad++ {
 		// BEGIN met a connection that died in the pool unseen (its server
-		// restarted a moment ago) and was sent nowhere: another connection
-		// serves the scope, as database/sql does for statements on its
-		// pool (it does not for an explicit connection). database/sql has
-		// closed the bad one.
+		// restarted a moment ago). A BEGIN leaves nothing behind on a
+		// connection that is gone, whether it reached the server or not:
+		// another connection serves the scope, as database/sql does for
+		// statements on its pool when nothing was sent. The dead one is
+		// discarded.
+		_ = s.conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = s.conn.Close()
 		conn, aerr := m.acquireFor(sctx, parent, s.pool, s.side)
 		if aerr != nil {
 			err = aerr
