@@ -111,5 +111,11 @@
 //
 // Configuration errors name every bad field (ErrConfig), connection
 // failures name the engine, driver and host (ErrConnect), and no error,
-// log line or health report ever carries a DSN password.
+// log line or health report ever carries a DSN password. Nor does a
+// printed Config: String, GoString (%#v) and Format (every fmt verb),
+// MarshalLogObject (zap.Any), LogValue (slog) and MarshalJSON show the DSN
+// and the replicas' DSNs with their passwords (user:password@, password=,
+// _auth_pass=...) replaced by xxxxx, and a DSN they cannot read as its
+// form and "(unparsed)". Decoding a Config (encoding/json, a loader that
+// sets its fields, ConfigFromEnv) is unchanged.
 package dbfx
