@@ -109,6 +109,18 @@
 // a parameter (SELECT ? + 1) takes its type from the written literal: a
 // float64 written without an exponent (0.1) is a DECIMAL there.
 //
+// # Health
+//
+// Engine.Health reports ok, degraded (callers wait for a connection of a
+// pool that has none free, each pool counted on its own, SQLite's single
+// writer included; or a replica is down) or down, with the latency and the
+// pool's figures, on a connection kept apart from the pools. HealthHandler
+// serves it as JSON to GET and HEAD for a readiness probe (503 only when
+// down); its JSON shows no error text and no address, which go to the
+// engine's log. Engine.Check is the same for probe libraries (an error
+// matching ErrDown only when down), and LiveHandler answers a liveness
+// probe without touching any database.
+//
 // Configuration errors name every bad field (ErrConfig), connection
 // failures name the engine, driver and host (ErrConnect), and no error,
 // log line or health report ever carries a DSN password. Nor does a

@@ -72,6 +72,7 @@ type Engine struct {
 	unstats    func()                // stops handing the pool figures to the monitor
 	startSteps []startupStep         // WithStartup's steps
 	replicas   *replicaSet           // nil without Config.Replicas
+	healthLog  healthLog             // what the health checks last logged
 
 	// state is how far the engine got: see gate.
 	state      atomic.Int32

@@ -2,12 +2,17 @@ package dbfx
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"go.uber.org/zap"
 
 	"github.com/enginekit/enginekit/monitor"
 )
@@ -17,26 +22,38 @@ type Status string
 
 const (
 	StatusOK       Status = "ok"       // the database answers and the pool has room
-	StatusDegraded Status = "degraded" // the database answers, but callers queue for a connection
+	StatusDegraded Status = "degraded" // the database answers, but callers queue for a connection (a replica may be down)
 	StatusDown     Status = "down"     // the database does not answer
 )
 
-// Health is the result of one health check.
+// ErrDown: Check found the engine down. Matched with errors.Is.
+var ErrDown = errors.New("dbfx: database down")
+
+// Health is the result of one health check. Its JSON (what HealthHandler
+// serves) holds the status, the latency, the pool's figures and the
+// replicas' status and lag: never an error text or an address, which
+// whoever can reach the handler could read. Those go to the engine's log.
 type Health struct {
 	Status  Status        `json:"status"`
 	Latency time.Duration `json:"-"`
-	Error   string        `json:"error,omitempty"` // why it is down; never a password
-	Pool    Stats         `json:"pool"`
-	// Replicas, by host, as their last background check found them. A
-	// replica down makes the engine degraded: the primary serves its reads.
-	Replicas map[string]ReplicaHealth `json:"replicas,omitempty"`
+	// Error says why it is down: the driver's error (its password
+	// redacted) or "engine not started", "engine failed to start",
+	// "engine closed". Not in the JSON: a failed check is logged with it
+	// (at warn, once until it changes or the database answers again).
+	Error string `json:"-"`
+	Pool  Stats  `json:"pool"`
+	// Replicas, in the order of Config.Replicas, as their last background
+	// check found them. A replica down makes the engine degraded: the
+	// primary serves its reads.
+	Replicas []ReplicaHealth `json:"replicas,omitempty"`
 }
 
 // ReplicaHealth is the state of one read replica.
 type ReplicaHealth struct {
+	Host   string        `json:"-"` // where it is (never its password); not in the JSON
 	Status Status        `json:"status"`
 	Lag    time.Duration `json:"-"` // how far it is behind the primary
-	Error  string        `json:"error,omitempty"`
+	Error  string        `json:"-"` // why it is down; not in the JSON (the engine's log has it)
 }
 
 // MarshalJSON writes Lag as a Go duration string ("1.5s").
@@ -89,7 +106,55 @@ const HealthTimeout = 5 * time.Second
 // the whole database, it pings through the pool; a ping that cannot get the
 // busy connection reports degraded, not down.) Before the engine's start,
 // and after a start that failed, it reports down without connecting.
+//
+// The status is degraded when callers wait for a connection of a pool that
+// has none free: the pool of a PostgreSQL or MySQL engine, SQLite's single
+// writer or its readers (each pool on its own: a writer held with callers
+// waiting is degraded however many readers are free), or when a replica
+// is down. A check that finds the database down logs the driver's error
+// at warn on the engine's logger, once until the error changes or the
+// database answers again (logged at info).
 func (e *Engine) Health(ctx context.Context) Health {
+	h, _ := e.check(ctx)
+	return h
+}
+
+// Check is Health for probe libraries: nil when the engine is ok or
+// degraded (it answers; degraded must not fail a readiness probe under
+// load), an error matching ErrDown when it is down. The error's text names
+// the engine and says why, without the driver's error (a probe library
+// may show it to whoever reaches its endpoint): that is in the engine's
+// log, and errors.Is and errors.As find it in the error.
+func (e *Engine) Check(ctx context.Context) error {
+	h, cause := e.check(ctx)
+	if h.Status != StatusDown {
+		return nil
+	}
+	reason := h.Error
+	if cause != nil {
+		reason = "the database does not answer (the engine's log has the driver's error)"
+	}
+	return &downError{msg: fmt.Sprintf("%v: engine %q: %s", ErrDown, e.Name(), reason), cause: cause}
+}
+
+// downError is Check's error: it matches ErrDown and the driver's error,
+// whose text it does not show.
+type downError struct {
+	msg   string
+	cause error
+}
+
+func (e *downError) Error() string { return e.msg }
+func (e *downError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrDown}
+	}
+	return []error{ErrDown, e.cause}
+}
+
+// check is Health, with the error of the ping when the database did not
+// answer.
+func (e *Engine) check(ctx context.Context) (Health, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, HealthTimeout)
@@ -99,16 +164,16 @@ func (e *Engine) Health(ctx context.Context) Health {
 	select {
 	case <-e.closed:
 		h.Status, h.Error = StatusDown, "engine closed"
-		return h
+		return h, nil
 	default:
 	}
 	switch e.state.Load() {
 	case stateNew:
 		h.Status, h.Error = StatusDown, "engine not started"
-		return h
+		return h, nil
 	case stateFailed:
 		h.Status, h.Error = StatusDown, "engine failed to start"
-		return h
+		return h, nil
 	}
 	pinger := e.health
 	if pinger == nil {
@@ -117,15 +182,20 @@ func (e *Engine) Health(ctx context.Context) Health {
 	begun := time.Now()
 	err := pinger.PingContext(ctx)
 	h.Latency = time.Since(begun)
-	exhausted := h.Pool.InUse >= h.Pool.MaxOpen && h.Pool.Waiting > 0
+	// Each pool on its own: the figures of SQLite's writer summed with its
+	// readers' hide a writer that is the only one and held.
+	writerFull := full(e.db.Stats())
+	exhausted := (writerFull || e.reader != nil && full(e.reader.Stats())) && h.Pool.Waiting > 0
 	switch {
-	case err == nil && exhausted, err != nil && e.health == nil && h.Pool.InUse >= h.Pool.MaxOpen:
+	case err == nil && exhausted, err != nil && e.health == nil && writerFull:
 		h.Status = StatusDegraded
+		err = nil
 	case err == nil:
 		h.Status = StatusOK
 	default:
 		h.Status, h.Error = StatusDown, e.r.redact(err.Error())
 	}
+	e.logHealth(err, h.Error)
 	if e.replicas != nil {
 		h.Replicas = e.replicas.health()
 		for _, r := range h.Replicas {
@@ -134,16 +204,49 @@ func (e *Engine) Health(ctx context.Context) Health {
 			}
 		}
 	}
-	return h
+	return h, err
 }
 
-// HealthHandler serves the health of the engines as JSON:
+// full reports whether every connection a pool may open is in use.
+func full(s sql.DBStats) bool {
+	return s.MaxOpenConnections > 0 && s.InUse >= s.MaxOpenConnections
+}
+
+// healthLog is what the engine's health checks last logged: the error of
+// a database found down, nil when it answers.
+type healthLog struct{ down atomic.Pointer[string] }
+
+// logHealth logs a database found down (err, its text redacted in msg) at
+// warn, unless the last check logged the same, and one that answers again
+// at info.
+func (e *Engine) logHealth(err error, msg string) {
+	if err == nil {
+		if e.healthLog.down.Swap(nil) != nil {
+			e.log.Info("health check: the database answers again", zap.String("driver", e.Driver()),
+				zap.String("host", e.r.Host))
+		}
+		return
+	}
+	if prev := e.healthLog.down.Swap(&msg); prev == nil || *prev != msg {
+		e.log.Warn("health check: the database does not answer", zap.String("driver", e.Driver()),
+			zap.String("host", e.r.Host), zap.String("error", msg))
+	}
+}
+
+// HealthHandler serves the health of the engines as JSON to GET and HEAD
+// (other methods get 405 with an Allow header):
 // {"status": ..., "engines": {name: Health}}. The status is the worst of
 // the engines'. It answers 503 only when an engine cannot reach its
 // database: an exhausted pool is "degraded" and still 200, so readiness
-// does not flap under load.
+// does not flap under load. The JSON shows statuses, latencies and pool
+// figures, never an error text or an address: a check that fails logs
+// them on its engine's logger. It checks the database: for a liveness
+// probe, which must not fail when the database does, use LiveHandler.
 func HealthHandler(engines ...*Engine) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !getOrHead(w, r) {
+			return
+		}
 		res := struct {
 			Status  Status            `json:"status"`
 			Engines map[string]Health `json:"engines"`
@@ -168,9 +271,41 @@ func HealthHandler(engines ...*Engine) http.Handler {
 		if res.Status == StatusDown {
 			code = http.StatusServiceUnavailable
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(res)
+		writeJSON(w, r, code, res)
 	})
+}
+
+// LiveHandler serves a liveness probe: 200 {"status":"ok"} to GET and
+// HEAD (other methods get 405 with an Allow header), without touching any
+// database. A database that is down must not get the process restarted:
+// readiness (HealthHandler) takes it out of service instead.
+func LiveHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if getOrHead(w, r) {
+			writeJSON(w, r, http.StatusOK, struct {
+				Status Status `json:"status"`
+			}{StatusOK})
+		}
+	})
+}
+
+// getOrHead answers 405 with an Allow header to a request whose method is
+// neither GET nor HEAD, and reports whether it was one of them.
+func getOrHead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed: GET or HEAD", http.StatusMethodNotAllowed)
+	return false
+}
+
+// writeJSON answers v as JSON with code; to HEAD, the headers only.
+func writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_ = json.NewEncoder(w).Encode(v)
+	}
 }

@@ -116,18 +116,19 @@ func (s *replicaSet) close() []error {
 	return errs
 }
 
-// health reports each replica as last checked, by host.
-func (s *replicaSet) health() map[string]ReplicaHealth {
-	out := make(map[string]ReplicaHealth, len(s.rs))
+// health reports each replica as last checked, in the order of
+// Config.Replicas.
+func (s *replicaSet) health() []ReplicaHealth {
+	out := make([]ReplicaHealth, 0, len(s.rs))
 	for _, r := range s.rs {
-		h := ReplicaHealth{Status: StatusOK, Lag: time.Duration(r.lag.Load())}
+		h := ReplicaHealth{Host: r.r.Host, Status: StatusOK, Lag: time.Duration(r.lag.Load())}
 		if !r.healthy.Load() {
 			h.Status = StatusDown
 			if p := r.err.Load(); p != nil {
 				h.Error = r.r.redact((*p).Error())
 			}
 		}
-		out[r.r.Host] = h
+		out = append(out, h)
 	}
 	return out
 }

@@ -273,6 +273,10 @@ func TestHealthzAndMetrics(t *testing.T) {
 		if health.Status != "ok" || health.Engines["primary"].Status != "ok" {
 			t.Fatalf("health %+v", health)
 		}
+		var live struct{ Status string }
+		if s.must(http.StatusOK, "GET", "/livez", nil, &live); live.Status != "ok" {
+			t.Fatalf("live %+v", live)
+		}
 		home := s.list("home")
 		td := s.todo(home.ID, "metric")
 		s.must(http.StatusOK, "GET", fmt.Sprintf("/todos/%d", td.ID), nil, nil)

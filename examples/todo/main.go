@@ -1,6 +1,6 @@
 // Todo is an HTTP JSON service built entirely by Fx on enginekit: lists
 // of todos with counters, keyset paging, optimistic locking, a move between
-// lists in a retried transaction, /healthz and /metrics, and a graceful
+// lists in a retried transaction, /healthz, /livez and /metrics, and a graceful
 // shutdown that finishes the requests in flight.
 //
 //	go run ./examples/todo

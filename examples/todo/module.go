@@ -59,7 +59,8 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// routes maps the API onto the handlers, with /healthz and /metrics.
+// routes maps the API onto the handlers, with /healthz (readiness: the
+// database answers), /livez (liveness: the process answers) and /metrics.
 func routes(h *Handlers, engine *dbfx.Engine, reg *prometheus.Registry) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /lists", h.createList)
@@ -72,6 +73,7 @@ func routes(h *Handlers, engine *dbfx.Engine, reg *prometheus.Registry) (http.Ha
 	mux.HandleFunc("DELETE /todos/{id}", h.deleteTodo)
 	mux.HandleFunc("POST /todos/{id}/move", h.moveTodo)
 	mux.Handle("GET /healthz", dbfx.HealthHandler(engine))
+	mux.Handle("GET /livez", dbfx.LiveHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return instrument(reg, mux)
 }
