@@ -311,6 +311,10 @@ func (r *Repository[T, ID]) cond(q *query, c *Cond, depth int) error {
 	case opGt, opGte, opLt, opLte, opLike:
 		q.str(compareOps[c.op])
 		q.bind(c.value)
+	case opLikeEscaped:
+		q.str(" LIKE ")
+		q.bind(c.value)
+		q.str(" ESCAPE '" + string(rune(likeEscape)) + "'")
 	case opIn:
 		q.str(" IN (")
 		for j, v := range c.values {

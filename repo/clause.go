@@ -26,6 +26,7 @@ const (
 	opLt
 	opLte
 	opLike
+	opLikeEscaped // Contains, HasPrefix, HasSuffix: LIKE ... ESCAPE '!'
 	opIn
 	opIsNull
 	opNotNull
@@ -54,6 +55,60 @@ func Lte(column string, v any) Cond { return Cond{op: opLte, column: column, val
 // Like is column LIKE pattern, the pattern bound as a parameter. Case
 // sensitivity follows the database (and the column's collation).
 func Like(column string, pattern any) Cond { return Cond{op: opLike, column: column, value: pattern} }
+
+// Contains holds when column's value contains s, every character of s
+// taken literally: it is column LIKE '%s%' with the %, _ and ! of s
+// escaped and an explicit ESCAPE '!', which reads the same on PostgreSQL,
+// MySQL/MariaDB (whatever its SQL mode) and SQLite. Use it, HasPrefix and
+// HasSuffix for a search string from user input, where Like would take
+// its % and _ as wildcards. With s empty it holds for every value but
+// NULL. As with Like, the column is a text column, and case (and accent)
+// sensitivity follow the database: PostgreSQL's LIKE is case-sensitive,
+// SQLite's ignores the case of ASCII letters only, MySQL's and MariaDB's
+// follow the column's collation (the default utf8mb4 ones ignore case and
+// most accents).
+func Contains(column, s string) Cond {
+	return Cond{op: opLikeEscaped, column: column, value: "%" + escapeLike(s) + "%"}
+}
+
+// HasPrefix holds when column's value starts with s, taken literally: see
+// Contains.
+func HasPrefix(column, s string) Cond {
+	return Cond{op: opLikeEscaped, column: column, value: escapeLike(s) + "%"}
+}
+
+// HasSuffix holds when column's value ends with s, taken literally: see
+// Contains.
+func HasSuffix(column, s string) Cond {
+	return Cond{op: opLikeEscaped, column: column, value: "%" + escapeLike(s)}
+}
+
+// likeEscape is the escape character of Contains, HasPrefix and
+// HasSuffix. Not the backslash: SQLite has no default escape character,
+// and MySQL reads a backslash in a string according to its SQL mode.
+const likeEscape = '!'
+
+// escapeLike escapes the wildcards of LIKE (% and _) and the escape
+// character itself.
+func escapeLike(s string) string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '%' || c == '_' || c == likeEscape {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s)+n)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '%' || c == '_' || c == likeEscape {
+			b = append(b, likeEscape)
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
 
 // In is column IN (vs...). With no values it matches no row. A single
 // slice value stands for its elements, so In("id", ids) works for an ids

@@ -39,7 +39,8 @@
 //	adults, err := users.Find(ctx,
 //		repo.Where(repo.And(repo.Gte("age", 18), repo.Like("email", "%@example.com"))),
 //		repo.OrderBy("created_at", true), repo.Limit(20))
-//	page, err := users.Page(ctx, repo.PageRequest{Limit: 50, After: cursor})
+//	found, err := users.Find(ctx, repo.Where(repo.Contains("email", q))) // q from a search box
+//	page, err := users.Page(ctx, repo.PageRequest{Limit: limit, After: cursor}) // both from the client
 //
 // With Fx, dbfx.ProvideRepository[User, int64]() puts a
 // *repo.Repository[User, int64] in the graph.
@@ -62,6 +63,32 @@
 // from user input can select a column, never inject SQL, and an unknown one
 // is ErrUnknownColumn before anything reaches the database. Values are
 // always bound parameters.
+//
+// Like takes its pattern as it is, so a % or _ of user input in it is a
+// wildcard. Contains, HasPrefix and HasSuffix (named as in package strings)
+// search for a string literally: they escape %, _ and their escape
+// character ! and write an explicit ESCAPE '!', which PostgreSQL,
+// MySQL/MariaDB (in any SQL mode) and SQLite (which has no default escape
+// character) all read the same way. Case and accents still follow the
+// database's LIKE: case-sensitive on PostgreSQL, ASCII case-insensitive on
+// SQLite, by the column's collation on MySQL and MariaDB.
+//
+// # Pages
+//
+// Page is keyset pagination: each page continues after the last row of
+// the one before, whose ordering values its opaque Next cursor carries. A
+// PageRequest may come straight from a client. Its Limit may be any int:
+// above the repository's maximum (DefaultMaxPageLimit, 1000, or the one
+// set by MaxPageLimit) it is lowered to the maximum, and zero or less
+// means DefaultPageLimit (50). Its cursor is bound to the query that made
+// it, conditions with their values and ordering: with another query, or
+// truncated or edited, it is ErrInvalidCursor. Unsigned, that binding is a
+// checksum a client who knows the format can recompute, to choose where a
+// page starts; never more, since the conditions are in the SQL, not in the
+// cursor, so no page holds a row they do not select. SignCursors(key)
+// signs cursors with HMAC-SHA256, so that only the repository can make
+// one. Cursors are not encrypted: they show the last row's ordering
+// values.
 //
 // # SQL per database
 //

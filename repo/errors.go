@@ -21,8 +21,9 @@ var (
 	// The driver's error is wrapped too.
 	ErrDuplicate = errors.New("repo: duplicate key")
 	// ErrInvalidCursor: a PageRequest.After that this repository did not
-	// make for the same ordering (tampered, truncated, or from another
-	// query).
+	// make for the same query (the same conditions, values and ordering):
+	// one of another query, truncated or edited, or, with SignCursors, one
+	// not signed with the repository's key.
 	ErrInvalidCursor = errors.New("repo: invalid page cursor")
 	// ErrInvalidClause: a clause that cannot be turned into SQL (an empty
 	// condition, a negative limit, a clause Page or Count cannot take).

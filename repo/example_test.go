@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/url"
+	"strconv"
 	"time"
 
 	"go.uber.org/fx"
@@ -149,4 +151,57 @@ func Example_fx() {
 	}
 	// Output:
 	// notes in notes: 1
+}
+
+// A search and its pages straight from a query string: the search string
+// is matched literally, the page size is clamped, and the cursor is signed
+// and bound to the search.
+func Example_clientInput() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	engine, err := dbfx.Open(ctx, dbfx.Config{DSN: ":memory:"}, dbfx.WithDriver(sqlite3.Driver()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close(ctx)
+	if _, err := engine.DB().ExecContext(ctx, notesDDL); err != nil {
+		log.Fatal(err)
+	}
+	key := []byte("a secret of 32 bytes, not this 1") // from the service's secrets
+	notes, err := repo.New[Note, int64](engine.Sessions(), repo.SignCursors(key), repo.MaxPageLimit(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = notes.InsertMany(ctx, []Note{
+		{Title: "100% done"}, {Title: "1000 things"}, {Title: "50% off"}, {Title: "100% sure"}, {Title: "100%"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	query := url.Values{"q": {"100%"}, "limit": {"9223372036854775807"}}
+	limit, _ := strconv.Atoi(query.Get("limit"))
+	search := repo.Where(repo.Contains("title", query.Get("q")))
+	req := repo.PageRequest{Limit: limit, After: query.Get("after")}
+	for {
+		page, err := notes.Page(ctx, req, search)
+		if err != nil {
+			log.Fatal(err)
+		}
+		var titles []string
+		for _, n := range page.Items {
+			titles = append(titles, n.Title)
+		}
+		fmt.Printf("%q\n", titles)
+		if page.Next == "" {
+			break
+		}
+		req.After = page.Next
+	}
+	_, err = notes.Page(ctx, req, repo.Where(repo.Contains("title", "50%")))
+	fmt.Println("the cursor with another search:", errors.Is(err, repo.ErrInvalidCursor))
+	// Output:
+	// ["100% done" "100% sure"]
+	// ["100%"]
+	// the cursor with another search: true
 }

@@ -2,7 +2,10 @@ package repo_test
 
 import (
 	"context"
+	"database/sql/driver"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -109,7 +112,7 @@ func FuzzClauses(f *testing.F) {
 var keywords = map[string]bool{
 	"SELECT": true, "FROM": true, "WHERE": true, "AND": true, "OR": true, "IS": true, "NOT": true,
 	"NULL": true, "IN": true, "LIKE": true, "ORDER": true, "BY": true, "DESC": true, "LIMIT": true,
-	"OFFSET": true, "COUNT": true,
+	"OFFSET": true, "COUNT": true, "ESCAPE": true,
 }
 
 // checkSQL tokenizes a statement: quoted identifiers must be known,
@@ -156,6 +159,8 @@ func checkSQL(t *testing.T, text string, nargs int, known map[string]bool) {
 			i++
 		case strings.IndexByte(" (),=<>*", c) >= 0:
 			i++
+		case c == '\'' && strings.HasSuffix(text[:i], " ESCAPE ") && strings.HasPrefix(text[i:], "'!'"):
+			i += 3
 		default:
 			t.Fatalf("character %q in %q", c, text)
 		}
@@ -243,7 +248,7 @@ func (d *decoder) cond(depth int) repo.Cond {
 	if depth > 80 {
 		return repo.Eq(d.name(), d.value())
 	}
-	op := d.next() % 14
+	op := d.next() % 17
 	switch op {
 	case 0:
 		d.invalid = true
@@ -282,9 +287,26 @@ func (d *decoder) cond(depth int) repo.Cond {
 			return repo.And(cs...)
 		}
 		return repo.Or(cs...)
-	default:
+	case 13:
 		return repo.And(d.cond(depth + 1))
+	case 14:
+		return repo.Contains(d.name(), d.str())
+	case 15:
+		return repo.HasPrefix(d.name(), d.str())
+	default:
+		return repo.HasSuffix(d.name(), d.str())
 	}
+}
+
+// likeStrings are strings searched for besides the fuzzer's own.
+var likeStrings = []string{"%", "_", "!", "user", "@example", "", `\`, "'", "1%_!"}
+
+// str is a string to search for with Contains, HasPrefix or HasSuffix.
+func (d *decoder) str() string {
+	if b := d.next(); b >= 128 {
+		return likeStrings[int(b)%len(likeStrings)]
+	}
+	return d.s
 }
 
 func (d *decoder) clauses() []repo.Clause {
@@ -314,4 +336,174 @@ func (d *decoder) clauses() []repo.Clause {
 		}
 	}
 	return cs
+}
+
+// FuzzPage pages with any PageRequest (any limit, any cursor string) and
+// clauses built from fuzz bytes, through an unsigned repository, a signed
+// one and one with a small maximum. Page never panics; a page never holds
+// more rows than the limit allows; a cursor string that no repository
+// made is ErrInvalidCursor; and a cursor made for query A is taken by
+// query B only when B is A (the same SQL and values), by the repositories
+// sharing A's key, and never once a bit of it is changed.
+//
+//	go test -run '^$' -fuzz FuzzPage -fuzztime 60s ./repo/
+func FuzzPage(f *testing.F) {
+	f.Add([]byte{}, []byte{}, 0, "", "user", "x", int64(1), uint(0))
+	f.Add([]byte{1, 1, 3, 3, 1}, []byte{1, 1, 3, 3, 2}, 2, "", "age", "x", int64(21), uint(7))
+	f.Add([]byte{2, 1, 4, 3, 1, 2, 1, 1}, []byte{2, 1, 4, 3, 1, 2, 1, 0}, math.MaxInt, "AQ", "name", "%", int64(20), uint(100))
+	f.Add([]byte{1, 1, 14, 1, 200}, []byte{1, 1, 15, 1, 200}, -1, "eyJvIjoxLCJrIjpbMV19", "email", "user0", int64(0), uint(3))
+	f.Add([]byte{2, 2, 3, 0, 1, 7, 2, 1}, []byte{2, 2, 3, 1, 1, 7, 2, 1}, math.MinInt, strings.Repeat("A", 5000), "nick", "_", int64(-1), uint(1<<20))
+	f.Add([]byte{1, 1, 8, 0, 3, 1, 1, 1}, []byte{1, 1, 8, 0, 3, 1, 1, 1}, repo.DefaultMaxPageLimit+1, "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABbMjFd", "id", "", int64(3), uint(9))
+
+	e, err := dbfx.Open(testContext(f), fxtest.SQLite(f), fxtest.WithDrivers())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			f.Error(err)
+		}
+	})
+	for _, ddl := range schema["sqlite3"] {
+		exec(f, e, ddl)
+	}
+	newRepo := func(opts ...repo.Option) *repo.Repository[User, int64] {
+		r, err := repo.New[User, int64](e.Sessions(), opts...)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return r
+	}
+	type pager struct {
+		name     string
+		r        *repo.Repository[User, int64]
+		key      string // repositories with the same key take each other's cursors
+		max, def int
+	}
+	pagers := []pager{
+		{"unsigned", newRepo(), "", repo.DefaultMaxPageLimit, repo.DefaultPageLimit},
+		{"signed", newRepo(repo.SignCursors([]byte("0123456789abcdef0123456789abcdef"))), "k", repo.DefaultMaxPageLimit, repo.DefaultPageLimit},
+		{"max 3", newRepo(repo.MaxPageLimit(3)), "", 3, 3},
+	}
+	seed := make([]User, 12)
+	for i := range seed {
+		seed[i] = newUser(i + 1)
+		seed[i].Age = 20 + i%4
+		if i%3 == 0 {
+			seed[i].Nick = ptr("n%_!" + seed[i].Name)
+		}
+	}
+	if err := pagers[0].r.InsertMany(testContext(f), seed); err != nil {
+		f.Fatal(err)
+	}
+
+	f.Fuzz(func(t *testing.T, progA, progB []byte, limit int, after, name, s string, n int64, flip uint) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		build := func(prog []byte) ([]repo.Clause, *decoder) {
+			d := &decoder{prog: prog, names: []string{name, name}, s: s, n: n, fl: float64(n) / 3}
+			return d.clauses(), d
+		}
+		qa, da := build(progA)
+		bad := da.unknown || da.invalid || da.limitOrOffset
+		for _, p := range pagers {
+			pg, err := p.r.Page(ctx, repo.PageRequest{Limit: limit, After: after}, qa...)
+			switch {
+			case bad:
+				if !errors.Is(err, repo.ErrUnknownColumn) && !errors.Is(err, repo.ErrInvalidClause) {
+					t.Fatalf("%s: Page with bad clauses: %v", p.name, err)
+				}
+				continue
+			case after != "":
+				if !errors.Is(err, repo.ErrInvalidCursor) {
+					t.Fatalf("%s: Page took the cursor %q: %v", p.name, after, err)
+				}
+				continue
+			case err != nil && da.nullableOrder:
+				continue // a NULL in an ordering column makes no cursor
+			case err != nil:
+				t.Fatalf("%s: Page: %v", p.name, err)
+			}
+			want := p.def
+			if limit > 0 {
+				want = min(limit, p.max)
+			}
+			if len(pg.Items) > want || (pg.Next != "" && len(pg.Items) != want) {
+				t.Fatalf("%s: Limit %d gave %d rows, next %q (page size %d)", p.name, limit, len(pg.Items), pg.Next, want)
+			}
+		}
+		if bad || da.nullableOrder {
+			return
+		}
+		qb, db := build(progB)
+		validB := !db.unknown && !db.invalid && !db.limitOrOffset
+		same := validB && queryKey(t, pagers[0].r, qa) == queryKey(t, pagers[0].r, qb)
+		for _, from := range pagers {
+			first, err := from.r.Page(ctx, repo.PageRequest{Limit: 1}, qa...)
+			if err != nil {
+				t.Fatalf("%s: Page: %v", from.name, err)
+			}
+			if first.Next == "" {
+				return // at most one row: no cursor
+			}
+			again, _ := build(progA) // values made anew (pointers, times)
+			for _, to := range pagers {
+				_, err := to.r.Page(ctx, repo.PageRequest{Limit: 1, After: first.Next}, again...)
+				if to.key == from.key {
+					if err != nil {
+						t.Fatalf("a cursor of %s with %s and the same query: %v", from.name, to.name, err)
+					}
+				} else if !errors.Is(err, repo.ErrInvalidCursor) {
+					t.Fatalf("a cursor of %s taken by %s: %v", from.name, to.name, err)
+				}
+				if validB {
+					_, err = to.r.Page(ctx, repo.PageRequest{Limit: 1, After: first.Next}, qb...)
+					switch {
+					case same && to.key == from.key:
+						if err != nil && !db.nullableOrder {
+							t.Fatalf("a cursor with an equal query: %v", err)
+						}
+					case !errors.Is(err, repo.ErrInvalidCursor):
+						t.Fatalf("a cursor of %s for query A taken by %s for query B: %v\nA: %s\nB: %s",
+							from.name, to.name, err, queryKey(t, pagers[0].r, qa), queryKey(t, pagers[0].r, qb))
+					}
+				}
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(first.Next)
+			if err != nil {
+				t.Fatalf("%s: a cursor not base64url: %q", from.name, first.Next)
+			}
+			if len(first.Next) > repo.MaxCursorLen {
+				t.Fatalf("%s: a cursor of %d characters", from.name, len(first.Next))
+			}
+			bit := flip % uint(8*len(raw))
+			raw[bit/8] ^= 1 << (bit % 8)
+			_, err = from.r.Page(ctx, repo.PageRequest{Limit: 1, After: base64.RawURLEncoding.EncodeToString(raw)}, qa...)
+			if !errors.Is(err, repo.ErrInvalidCursor) {
+				t.Fatalf("%s: a cursor with bit %d flipped: %v", from.name, bit, err)
+			}
+		}
+	})
+}
+
+// queryKey is what a query is to a cursor: its SQL and its values as the
+// driver receives them.
+func queryKey(t *testing.T, r *repo.Repository[User, int64], q []repo.Clause) string {
+	t.Helper()
+	text, args, err := r.BuildFind(q...)
+	if err != nil {
+		t.Fatalf("BuildFind: %v", err)
+	}
+	var b strings.Builder
+	b.WriteString(text)
+	for _, a := range args {
+		v, err := driver.DefaultParameterConverter.ConvertValue(a)
+		if err != nil {
+			t.Fatalf("ConvertValue(%#v): %v", a, err)
+		}
+		fmt.Fprintf(&b, "\x00%T:%#v", v, v)
+	}
+	return b.String()
 }

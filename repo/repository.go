@@ -32,6 +32,10 @@ type Repository[T any, ID comparable] struct {
 	reread     bool // MySQL Upsert reads the row back
 	sql        statements
 
+	maxLimit  int      // most rows of a Page
+	pageLimit int      // rows of a Page whose request has no Limit
+	signKeys  [][]byte // SignCursors: [0] signs, all verify; none: cursors are checksummed only
+
 	increment autoIncrement // MySQL: @@auto_increment_increment, read once
 	chunks    chunkCache    // InsertMany's statements
 }
@@ -76,6 +80,9 @@ func New[T any, ID comparable](m *session.Manager, opts ...Option) (*Repository[
 	}
 	d := m.Dialect()
 	r := &Repository[T, ID]{m: m, d: d, e: e}
+	if err := r.pageOptions(&o); err != nil {
+		return nil, err
+	}
 	pk := &e.cols[e.pk]
 	if idType := reflect.TypeFor[ID](); pk.typ != idType {
 		return nil, fmt.Errorf("repo: %s.%s, the primary key, is %s but the repository's ID type is %s", t, pk.field, pk.typ, idType)
