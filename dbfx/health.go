@@ -30,16 +30,21 @@ const (
 var ErrDown = errors.New("dbfx: database down")
 
 // Health is the result of one health check. Its JSON (what HealthHandler
-// serves) holds the status, the latency, the pool's figures and the
-// replicas' status and lag: never an error text or an address, which
-// whoever can reach the handler could read. Those go to the engine's log.
+// serves) holds the status, the reason, the latency, the pool's figures
+// and the replicas' status and lag: never a driver's error text or an
+// address, which whoever can reach the handler could read. Those go to
+// the engine's log.
 type Health struct {
-	Status  Status        `json:"status"`
+	Status Status `json:"status"`
+	// Reason says why it is down, in enginekit's words: "engine not
+	// started", "engine failed to start", "engine closed" or "the
+	// database does not answer".
+	Reason  string        `json:"reason,omitempty"`
 	Latency time.Duration `json:"-"`
-	// Error says why it is down: the driver's error (its password
-	// redacted) or "engine not started", "engine failed to start",
-	// "engine closed". Not in the JSON: a failed check is logged with it
-	// (at warn, once until it changes or the database answers again).
+	// Error says why it is down as the driver said it (the password
+	// redacted); Reason before the start and after the close. Not in the
+	// JSON: a failed check is logged with it (at warn, once until it
+	// changes or the database answers again).
 	Error string `json:"-"`
 	Pool  Stats  `json:"pool"`
 	// Replicas, in the order of Config.Replicas, as their last background
@@ -130,9 +135,9 @@ func (e *Engine) Check(ctx context.Context) error {
 	if h.Status != StatusDown {
 		return nil
 	}
-	reason := h.Error
+	reason := h.Reason
 	if cause != nil {
-		reason = "the database does not answer (the engine's log has the driver's error)"
+		reason += " (the engine's log has the driver's error)"
 	}
 	return &downError{msg: fmt.Sprintf("%v: engine %q: %s", ErrDown, e.Name(), reason), cause: cause}
 }
@@ -163,16 +168,19 @@ func (e *Engine) check(ctx context.Context) (Health, error) {
 	h := Health{Pool: e.Stats()}
 	select {
 	case <-e.closed:
-		h.Status, h.Error = StatusDown, "engine closed"
+		h.Status, h.Reason = StatusDown, "engine closed"
+		h.Error = h.Reason
 		return h, nil
 	default:
 	}
 	switch e.state.Load() {
 	case stateNew:
-		h.Status, h.Error = StatusDown, "engine not started"
+		h.Status, h.Reason = StatusDown, "engine not started"
+		h.Error = h.Reason
 		return h, nil
 	case stateFailed:
-		h.Status, h.Error = StatusDown, "engine failed to start"
+		h.Status, h.Reason = StatusDown, "engine failed to start"
+		h.Error = h.Reason
 		return h, nil
 	}
 	pinger := e.health
@@ -193,7 +201,7 @@ func (e *Engine) check(ctx context.Context) (Health, error) {
 	case err == nil:
 		h.Status = StatusOK
 	default:
-		h.Status, h.Error = StatusDown, e.r.redact(err.Error())
+		h.Status, h.Reason, h.Error = StatusDown, "the database does not answer", e.r.redact(err.Error())
 	}
 	e.logHealth(err, h.Error)
 	if e.replicas != nil {
@@ -238,9 +246,9 @@ func (e *Engine) logHealth(err error, msg string) {
 // {"status": ..., "engines": {name: Health}}. The status is the worst of
 // the engines'. It answers 503 only when an engine cannot reach its
 // database: an exhausted pool is "degraded" and still 200, so readiness
-// does not flap under load. The JSON shows statuses, latencies and pool
-// figures, never an error text or an address: a check that fails logs
-// them on its engine's logger. It checks the database: for a liveness
+// does not flap under load. The JSON shows statuses, reasons in
+// enginekit's words, latencies and pool figures, never a driver's error
+// text or an address: a check that fails logs them on its engine's logger. It checks the database: for a liveness
 // probe, which must not fail when the database does, use LiveHandler.
 func HealthHandler(engines ...*Engine) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -87,8 +87,8 @@ func cut(p *proxy) (restore func()) {
 }
 
 // TestHealthJSONShowsNoErrorOrAddress: with the database gone, the handler
-// answers 503 with the status, the latency and the pool's figures, and no
-// error text or address; the engine's log has them, once until the
+// answers 503 with the status, the reason in enginekit's words, the
+// latency and the pool's figures, and no driver's error text or address; the engine's log has them, once until the
 // database answers again. Check returns ErrDown without the driver's text.
 func TestHealthJSONShowsNoErrorOrAddress(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
@@ -104,7 +104,7 @@ func TestHealthJSONShowsNoErrorOrAddress(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			rec := serve(dbfx.HealthHandler(e), http.MethodGet)
 			body := rec.Body.String()
-			if rec.Code != http.StatusServiceUnavailable || !strings.Contains(body, `"status":"down"`) ||
+			if rec.Code != http.StatusServiceUnavailable || !strings.Contains(body, `"status":"down","reason":"the database does not answer"`) ||
 				!strings.Contains(body, `"latency":`) || !strings.Contains(body, `"pool":`) {
 				t.Fatalf("handler: %d %s", rec.Code, body)
 			}
@@ -219,6 +219,9 @@ func TestCheckBeforeStartAndAfterClose(t *testing.T) {
 			t.Fatalf("Check before the start = %v", err)
 		}
 		checkMethods(t, dbfx.HealthHandler(e), http.StatusServiceUnavailable)
+		if body := serve(dbfx.HealthHandler(e), http.MethodGet).Body.String(); !strings.Contains(body, `"reason":"engine not started"`) {
+			t.Fatalf("the JSON does not say why: %s", body)
+		}
 		app.RequireStart()
 		if err := e.Check(ctx); err != nil {
 			t.Fatalf("Check once started: %v", err)
