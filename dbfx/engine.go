@@ -70,6 +70,7 @@ type Engine struct {
 	sessions   *session.Manager
 	wrapped    []*connwrap.Connector // the connectors under the pools
 	unstats    func()                // stops handing the pool figures to the monitor
+	unengine   func()                // tells the monitor the engine is gone
 	startSteps []startupStep         // WithStartup's steps
 	replicas   *replicaSet           // nil without Config.Replicas
 	healthLog  healthLog             // what the health checks last logged
@@ -186,6 +187,9 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if sink, ok := o.mon.(monitor.StatsSink); ok {
 		e.unstats = sink.AddStatsSource(c.Name, e.Stats)
 	}
+	if em, ok := o.mon.(monitor.EngineMonitor); ok {
+		e.unengine = em.AddEngine(monitor.EngineInfo{DB: c.Name, System: systemOf(r.drv.SQL.Family())})
+	}
 	return e, nil
 }
 
@@ -200,6 +204,19 @@ func (e *Engine) open(connect func() (driver.Connector, error), w connwrap.Optio
 	wc := connwrap.Wrap(conn, w)
 	e.wrapped = append(e.wrapped, wc)
 	return sqlx.NewDb(sql.OpenDB(wc), e.r.cfg.Driver), nil
+}
+
+// systemOf names a database family as monitors name systems.
+func systemOf(f dialect.Family) monitor.System {
+	switch f {
+	case dialect.Postgres:
+		return monitor.PostgreSQL
+	case dialect.MySQL:
+		return monitor.MySQL
+	case dialect.SQLite:
+		return monitor.SQLite
+	}
+	return ""
 }
 
 func setPool(db *sql.DB, c Config) {
@@ -394,6 +411,9 @@ func (e *Engine) Close(ctx context.Context) error {
 func (e *Engine) closePools() error {
 	if e.unstats != nil {
 		e.unstats()
+	}
+	if e.unengine != nil {
+		e.unengine()
 	}
 	var errs []error
 	for _, db := range []*sql.DB{e.db.DB, e.health} {

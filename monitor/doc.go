@@ -42,8 +42,18 @@
 //     stack that took it.
 //   - StatsSink: a function that returns the engine's pool figures
 //     (PoolStats), for a monitor that reads them on demand (a scrape).
+//   - EngineMonitor: each engine's name and database System when it
+//     opens, and when it closes (the zap monitor reads each engine's SQL
+//     as its database does).
 //
 // Events are delivered synchronously on the goroutine that caused them:
 // a monitor must be quick and safe for concurrent use, and must not keep
 // a QueryEvent's Args.
+//
+// # SQL in logs
+//
+// NormalizeSQL replaces the literals of a statement by ? and removes its
+// comments, reading it as its database does: what a log line or a span
+// may carry of a statement without the values written into it (a
+// password in CREATE USER ... PASSWORD '...'). The zap monitor logs SQL so.
 package monitor

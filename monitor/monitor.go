@@ -197,6 +197,32 @@ type StatsSink interface {
 	AddStatsSource(name string, stats func() PoolStats) (remove func())
 }
 
+// System is a database system, named as OpenTelemetry's db.system.name
+// names it.
+type System string
+
+// The systems of enginekit's drivers.
+const (
+	PostgreSQL System = "postgresql"
+	MySQL      System = "mysql" // MySQL and MariaDB
+	SQLite     System = "sqlite"
+)
+
+// EngineInfo describes an engine to the monitors that observe it.
+type EngineInfo struct {
+	DB     string // the engine's name, as its events carry it
+	System System // the database it runs on
+}
+
+// EngineMonitor is implemented by monitors that want to know the engines
+// whose events they get: an engine calls AddEngine when it opens, before
+// any of its events, and remove when it closes. The zap monitor reads each
+// engine's SQL as its database does (NormalizeSQL). remove may be called
+// more than once.
+type EngineMonitor interface {
+	AddEngine(e EngineInfo) (remove func())
+}
+
 // Nop returns the monitor that does nothing. An engine with it (and no
 // leak threshold) runs on its driver unwrapped.
 func Nop() Monitor { return nop{} }
@@ -216,8 +242,8 @@ func IsNop(m Monitor) bool {
 }
 
 // Multi returns a monitor that hands every event to each of ms in turn.
-// It forwards QueryTracer, TxTracer, PoolMonitor, LeakMonitor and
-// StatsSink to those of ms that implement them (a start hook's ctx goes
+// It forwards QueryTracer, TxTracer, PoolMonitor, LeakMonitor, StatsSink
+// and EngineMonitor to those of ms that implement them (a start hook's ctx goes
 // from one to the next, in order). Nil and Nop monitors are dropped; with none left it is Nop, with
 // one left it is that one.
 func Multi(ms ...Monitor) Monitor {
@@ -243,11 +269,12 @@ func Multi(ms ...Monitor) Monitor {
 type multi []Monitor
 
 var (
-	_ StatsSink   = multi(nil)
-	_ LeakMonitor = multi(nil)
-	_ QueryTracer = multi(nil)
-	_ TxTracer    = multi(nil)
-	_ PoolMonitor = multi(nil)
+	_ StatsSink     = multi(nil)
+	_ LeakMonitor   = multi(nil)
+	_ QueryTracer   = multi(nil)
+	_ TxTracer      = multi(nil)
+	_ PoolMonitor   = multi(nil)
+	_ EngineMonitor = multi(nil)
 )
 
 func (ms multi) QueryStart(ctx context.Context, e QueryStart) context.Context {
@@ -301,6 +328,20 @@ func (ms multi) AddStatsSource(name string, stats func() PoolStats) func() {
 	for _, m := range ms {
 		if s, ok := m.(StatsSink); ok {
 			removes = append(removes, s.AddStatsSource(name, stats))
+		}
+	}
+	return func() {
+		for _, r := range removes {
+			r()
+		}
+	}
+}
+
+func (ms multi) AddEngine(e EngineInfo) func() {
+	var removes []func()
+	for _, m := range ms {
+		if em, ok := m.(EngineMonitor); ok {
+			removes = append(removes, em.AddEngine(e))
 		}
 	}
 	return func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -37,21 +38,37 @@ func LogEveryStatement() ZapOption { return func(c *zapConfig) { c.every = true 
 type zapMonitor struct {
 	l   *zap.Logger
 	cfg zapConfig
+
+	mu      sync.RWMutex
+	engines map[string]*engineSystem // by engine name: how to read its SQL
+}
+
+// engineSystem is the system of the engines of one name (two apps may
+// share a monitor): "" when they differ.
+type engineSystem struct {
+	sys System
+	n   int
 }
 
 var (
-	_ Monitor     = (*zapMonitor)(nil)
-	_ LeakMonitor = (*zapMonitor)(nil)
-	_ PoolMonitor = (*zapMonitor)(nil)
+	_ Monitor       = (*zapMonitor)(nil)
+	_ LeakMonitor   = (*zapMonitor)(nil)
+	_ PoolMonitor   = (*zapMonitor)(nil)
+	_ EngineMonitor = (*zapMonitor)(nil)
 )
 
 // NewZap returns a monitor that logs to l: failed statements and
 // transactions at error level, slow statements and retries at warn, leaked
 // connections at error with the stack that took them (it is a
 // LeakMonitor). Statements cut short by their context's end are logged at
-// debug: the caller gave up. SQL text is logged with the password literals
-// in it (PASSWORD '...', IDENTIFIED BY '...') masked; arguments only with
-// LogArgs. It never sees a DSN.
+// debug: the caller gave up. SQL text is logged with its literals replaced
+// by ? and its comments removed (NormalizeSQL, as the engine's database
+// reads it: the monitor is an EngineMonitor), so that no value written
+// into the SQL reaches a log: not PASSWORD('...'), not IDENTIFIED BY
+// '...', not E'...' or $$...$$. Arguments are logged only with LogArgs. A
+// failed statement's error is logged with the values of its string
+// literals and string arguments (four bytes or more) replaced by ?, should
+// the driver's message quote one. It never sees a DSN.
 //
 // It is a PoolMonitor too: failed connects at warn with the driver's
 // error, acquire timeouts at warn with how long the caller waited, dead
@@ -65,7 +82,43 @@ func NewZap(l *zap.Logger, opts ...ZapOption) Monitor {
 	for _, o := range opts {
 		o(&c)
 	}
-	return &zapMonitor{l: l, cfg: c}
+	return &zapMonitor{l: l, cfg: c, engines: map[string]*engineSystem{}}
+}
+
+// AddEngine notes the system of an engine, whose SQL is then read as its
+// database reads it.
+func (z *zapMonitor) AddEngine(e EngineInfo) func() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	es := z.engines[e.DB]
+	switch {
+	case es == nil:
+		es = &engineSystem{sys: e.System}
+		z.engines[e.DB] = es
+	case es.sys != e.System:
+		es.sys = "" // engines of one name on two systems: read as either
+	}
+	es.n++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			z.mu.Lock()
+			defer z.mu.Unlock()
+			if es.n--; es.n == 0 && z.engines[e.DB] == es {
+				delete(z.engines, e.DB)
+			}
+		})
+	}
+}
+
+// system is the system of the engine db, "" when unknown.
+func (z *zapMonitor) system(db string) System {
+	z.mu.RLock()
+	defer z.mu.RUnlock()
+	if es := z.engines[db]; es != nil {
+		return es.sys
+	}
+	return ""
 }
 
 // Query logs a failed, slow or (with LogEveryStatement) any statement.
@@ -91,8 +144,9 @@ func (z *zapMonitor) Query(_ context.Context, e QueryEvent) {
 	fields := make([]zap.Field, 0, 7)
 	fields = append(fields, zap.String("engine", e.DB), zap.String("operation", string(e.Op)),
 		zap.Duration("duration", e.Duration))
+	sys := z.system(e.DB)
 	if e.SQL != "" {
-		fields = append(fields, zap.String("sql", z.sql(e.SQL)))
+		fields = append(fields, zap.String("sql", z.sql(e.SQL, sys)))
 	}
 	if e.Rows >= 0 {
 		fields = append(fields, zap.Int64("rows", e.Rows))
@@ -105,9 +159,44 @@ func (z *zapMonitor) Query(_ context.Context, e QueryEvent) {
 		fields = append(fields, zap.Any("args", args))
 	}
 	if e.Err != nil {
-		fields = append(fields, zap.Error(e.Err))
+		fields = append(fields, z.errorField(e, sys))
 	}
 	ce.Write(fields...)
+}
+
+// scrubMin is the shortest literal or argument scrubbed from an error's
+// text: shorter ones are too common in messages to tell apart.
+const scrubMin = 4
+
+// errorField is the statement's error, with the values of its string
+// literals and string arguments, which a driver's message may quote
+// (PostgreSQL's invalid input syntax, MySQL's duplicate entry), replaced by
+// ?: they stay out of the log as the SQL's literals and the arguments do.
+func (z *zapMonitor) errorField(e QueryEvent, sys System) zap.Field {
+	msg := e.Err.Error()
+	scrubbed := msg
+	scrub := func(v string) {
+		if len(v) >= scrubMin {
+			scrubbed = strings.ReplaceAll(scrubbed, v, "?")
+		}
+	}
+	if strings.ContainsAny(e.SQL, `'"$`) {
+		for _, v := range literalValues(e.SQL, sys, scrubMin) {
+			scrub(v)
+		}
+	}
+	for _, a := range e.Args {
+		switch v := a.Value.(type) {
+		case string:
+			scrub(v)
+		case []byte:
+			scrub(string(v))
+		}
+	}
+	if scrubbed == msg {
+		return zap.Error(e.Err)
+	}
+	return zap.String("error", scrubbed)
 }
 
 // Tx logs failed transactions at error level and retries at warn.
@@ -196,15 +285,10 @@ func maskCredentials(s string) string {
 	return s
 }
 
-// passwordLiteral finds the password literals of CREATE/ALTER USER or ROLE
-// on PostgreSQL and MySQL.
-var passwordLiteral = regexp.MustCompile(`(?i)(PASSWORD\s*(?:=\s*)?|IDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)('(?:[^']|'')*'|"(?:[^"]|"")*")`)
-
-// sql returns query for a log line: passwords masked, cut to maxSQL.
-func (z *zapMonitor) sql(query string) string {
-	if strings.Contains(strings.ToUpper(query), "PASSWORD") || strings.Contains(strings.ToUpper(query), "IDENTIFIED") {
-		query = passwordLiteral.ReplaceAllString(query, "${1}'xxxxx'")
-	}
+// sql returns query for a log line: its literals replaced by ?, its
+// comments removed, cut after maxSQL bytes.
+func (z *zapMonitor) sql(query string, sys System) string {
+	query = normalize(query, sys, z.cfg.maxSQL)
 	if z.cfg.maxSQL > 0 && len(query) > z.cfg.maxSQL {
 		cut := z.cfg.maxSQL
 		for cut > 0 && !utf8Start(query[cut]) {

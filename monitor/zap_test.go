@@ -70,9 +70,10 @@ func TestZapSlowAndFailed(t *testing.T) {
 		}
 		if e.Driver() != "sqlite3" && logs.FilterMessageSnippet("slow statement").FilterFieldKey("sql").
 			Filter(func(le observer.LoggedEntry) bool {
-				return strings.Contains(le.ContextMap()["sql"].(string), "'xxxxx'")
+				sql := le.ContextMap()["sql"].(string)
+				return strings.HasSuffix(sql, "PASSWORD ?") || strings.HasSuffix(sql, "IDENTIFIED BY ?")
 			}).Len() != 1 {
-			t.Error("the statement with a password literal was not logged masked")
+			t.Error("the statement with a password literal was not logged with ? for it")
 		}
 	})
 }
@@ -81,12 +82,12 @@ func TestZapSlowAndFailed(t *testing.T) {
 func TestZapLogArgs(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	z := monitor.NewZap(zap.New(core), monitor.LogArgs(), monitor.MaxSQLLength(10))
-	z.Query(context.Background(), monitor.QueryEvent{DB: "x", Op: monitor.OpExec, SQL: "SELECT 1234567890123", Slow: true})
+	z.Query(context.Background(), monitor.QueryEvent{DB: "x", Op: monitor.OpExec, SQL: "SELECT abcdefghijklm, 'x'", Slow: true})
 	all := logs.All()
 	if len(all) != 1 {
 		t.Fatalf("%d lines, want 1", len(all))
 	}
-	if got := all[0].ContextMap()["sql"]; got != "SELECT 123..." {
+	if got := all[0].ContextMap()["sql"]; got != "SELECT abc..." {
 		t.Errorf("sql = %q, want it cut after 10 bytes", got)
 	}
 	z.Query(context.Background(), monitor.QueryEvent{DB: "x", Op: monitor.OpQuery, SQL: "SELECT ?", Slow: true,
