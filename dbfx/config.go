@@ -176,7 +176,7 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 		var notGiven bool
 		if d, field, why, notGiven = ds.pick(c.Driver, c.DSN); d != nil {
 			c.Driver = d.Name
-			t, err := d.Resolve(c.DSN, o)
+			t, err := resolveDSN(d, c.DSN, o)
 			if err != nil {
 				add("DSN", "%v", err)
 			} else {
@@ -189,16 +189,16 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 	var replicas []*resolved
 	for i, dsn := range c.Replicas {
 		field := fmt.Sprintf("Replicas[%d]", i)
-		switch fam := familyOf(dsn); {
+		switch why := dsnProblem(c.Driver, dsn); {
 		case dsn == "":
 			add(field, "is empty")
+		case why != "":
+			add(field, "%s", why)
 		case d == nil:
 		case d.SQL.Family() == dialect.SQLite:
 			add(field, "read replicas need postgres or mysql")
-		case fam != d.Name:
-			add(field, "looks like a %s DSN, but the engine's driver is %s", fam, d.Name)
 		default:
-			t, err := d.Resolve(dsn, o)
+			t, err := resolveDSN(d, dsn, o)
 			if err != nil {
 				add(field, "%v", err)
 				continue

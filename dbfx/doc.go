@@ -41,10 +41,35 @@
 // Fx, WithDriver gives it to Open. There is no registry and no init(): two
 // apps in one process may run on different sets, and a program links only
 // the drivers it imports. Config.Driver names the driver; when it is empty,
-// the form of the DSN chooses among those given (postgres:// and libpq
-// key=value strings, the mysql driver's user:pw@tcp(host)/db form and
-// mysql:// URLs, and for SQLite a path, a file: URI or :memory:). A DSN of
-// a driver that was not given is ErrConfig, naming the package to import.
+// the form of the DSN chooses among those given:
+//
+//   - postgres: postgres:// and postgresql:// URLs, and libpq's key=value
+//     pairs with at least one key libpq knows (host=, dbname=, user=...);
+//   - mysql: mysql:// URLs and the mysql driver's own form,
+//     user:pw@tcp(host:3306)/db, user:pw@unix(/socket)/db, user@/db,
+//     tcp(host)/db, unix(/socket)/db;
+//   - sqlite3: :memory:, a file: URI, or a path: no "://" and, before any
+//     "?", no "@", "=", "tcp(" or "unix(".
+//
+// Anything else (postgresql+psycopg2://, mongodb://, a typo'd scheme,
+// white space around the DSN, user:pw@host without tcp(...)) is ErrConfig
+// naming the DSN field, before anything is opened: no file is created and
+// no password shown. Config.Driver decides a DSN that could be either (a
+// bare /db is a path, and the mysql driver's DSN of a local server), and
+// makes any string a file name for sqlite3 (a file whose name has "@" or
+// "="); a DSN that is plainly another driver's is ErrConfig. A DSN of a
+// driver that was not given is ErrConfig, naming the package to import.
+//
+// Each driver parses its DSNs with its own parser: dbfx/postgres with
+// lib/pq's (pq.NewConfig: quoted values, several hosts, and the PG*
+// environment variables lib/pq honours, such as PGPASSWORD and PGSSLMODE),
+// dbfx/mysql with the mysql driver's ParseDSN. A DSN the driver refuses is
+// ErrConfig naming the field (DSN, Replicas[i]). The password, wherever it
+// came from, is redacted from every error, log line and health report, as
+// is whatever else in the DSN could be one (between "://" and "@", before
+// the "@" of the mysql form, the value of a password= key): a message a
+// driver might have written with a piece of a password is replaced by
+// what it says of the DSN with those parts masked.
 //
 // The driver carries what is its own: the connector, the parsing, checking
 // and redaction of its DSNs, the parameters enginekit relies on, the

@@ -7,7 +7,13 @@
 // A pool opened by hand takes its error classification and retries with
 // session.New(db, session.WithDriver(postgres.Driver())).
 //
-// DSNs: postgres:// and postgresql:// URLs, and libpq's key=value form.
+// DSNs are read by lib/pq's own parser (pq.NewConfig), as its connector
+// reads them: postgres:// and postgresql:// URLs, libpq's key=value pairs
+// (values with spaces in single quotes), several hosts, and the PG*
+// environment variables lib/pq honours (PGPASSWORD, PGSSLMODE, PGHOST...)
+// and its service file. A DSN lib/pq refuses is a config error that shows
+// no password; the password, wherever it came from, is redacted from
+// every error, and TLS is judged by the sslmode lib/pq will use.
 // Errors are classified by SQLSTATE: 40001 and 40P01 are retried, 23505 is
 // a unique violation, 25006 a refused write, class 08 and 57P01-57P03 a
 // lost connection; every server error aborts the transaction it ran in.
@@ -17,7 +23,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/lib/pq"
@@ -60,46 +69,81 @@ func permanent(err error) (bool, bool) {
 	return false, false
 }
 
+// resolve parses dsn with lib/pq's own parser, as lib/pq's connector
+// would: URLs, key=value pairs with quoted values, several hosts, and the
+// PG* environment variables (PGPASSWORD, PGSSLMODE...) and service file it
+// reads. The connectors use the parsed config: the DSN is read once.
 func resolve(dsn string, o drv.Options) (*drv.Target, error) {
-	t := &drv.Target{}
-	var sslmode string
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err // url.Error quotes the whole URL, password included
-			}
-			return nil, fmt.Errorf("not a valid postgres URL: %v", err)
-		}
-		t.Password, _ = u.User.Password()
-		t.Host = u.Host + u.Path
-		q := u.Query()
-		sslmode = q.Get("sslmode")
-		if p := q.Get("password"); p != "" {
-			t.Password = p
-		}
-		if u.Hostname() == "" {
-			t.Host = q.Get("host") + u.Path
-		}
-	} else {
-		kv := parseKeyValue(dsn)
-		t.Password, sslmode = kv["password"], kv["sslmode"]
-		t.Host = kv["host"] + "/" + kv["dbname"]
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, configError(dsn, err)
 	}
-	t.TLSOff = sslmode == "disable" || sslmode == "allow" || sslmode == "prefer"
-	t.Writer = func() (driver.Connector, error) { return connector(dsn, o) }
+	t := &drv.Target{Password: cfg.Password, Host: hostOf(cfg)}
+	t.TLSOff = cfg.SSLMode == pq.SSLModeDisable || cfg.SSLMode == pq.SSLModeAllow || cfg.SSLMode == pq.SSLModePrefer
+	t.Host = drv.Redact(t.Host, append(drv.Secrets(dsn), cfg.Password)...)
+	t.Writer = func() (driver.Connector, error) { return connector(cfg, o) }
 	return t, nil
 }
 
-// connector is lib/pq's connector for dsn, with a connect_timeout (lib/pq
+// hostOf is where cfg connects, for messages: host:port of each host, and
+// the database.
+func hostOf(cfg pq.Config) string {
+	addr := func(host string, hostaddr netip.Addr, port uint16) string {
+		if hostaddr.IsValid() {
+			host = hostaddr.String()
+		}
+		return net.JoinHostPort(host, strconv.Itoa(int(port)))
+	}
+	hosts := []string{addr(cfg.Host, cfg.Hostaddr, cfg.Port)}
+	for _, m := range cfg.Multi {
+		hosts = append(hosts, addr(m.Host, m.Hostaddr, m.Port))
+	}
+	return strings.Join(hosts, ",") + "/" + cfg.Database
+}
+
+// configError is lib/pq's error about dsn without what could be a
+// password in it: lib/pq quotes the URL it could not parse (url.Error), a
+// word of a key=value string that has no "=", a bad value. A message that
+// may quote a piece of the password is replaced by what lib/pq says of
+// the DSN with its password masked.
+func configError(dsn string, err error) error {
+	secrets := drv.Secrets(dsn)
+	msg := explain(dsn, err)
+	if drv.MayQuote(msg, secrets...) {
+		msg = "its user or password is malformed"
+		masked := drv.Mask(dsn)
+		if _, merr := pq.NewConfig(masked); merr != nil {
+			msg = explain(masked, merr)
+		}
+	}
+	return fmt.Errorf("not a valid PostgreSQL DSN: %s", drv.Redact(msg, secrets...))
+}
+
+// explain is lib/pq's error about dsn, said for a user.
+func explain(dsn string, err error) string {
+	var ue *url.Error
+	switch {
+	case errors.As(err, &ue):
+		// url.Error quotes the whole URL. A URL that parses once its user
+		// information is masked has a password with a reserved character.
+		if _, merr := pq.NewConfig(drv.Mask(dsn)); merr == nil {
+			return "its user or password is not valid in a URL: percent-encode its reserved characters (/ ? # @ : %)"
+		}
+		return ue.Err.Error()
+	case strings.HasPrefix(err.Error(), `missing "=" after `):
+		if !strings.Contains(dsn, "=") {
+			return "is neither a postgres:// URL nor libpq's key=value pairs"
+		}
+		return `a word has no "=" after it: a value with spaces needs single quotes (password='a b')`
+	}
+	return strings.TrimPrefix(err.Error(), "pq: ")
+}
+
+// connector is lib/pq's connector for cfg, with a connect_timeout (lib/pq
 // has none unless told: a server that accepts and never answers would hold
 // a Connect for ever) and enginekit's dialer.
-func connector(dsn string, o drv.Options) (driver.Connector, error) {
-	cfg, err := pq.NewConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
+func connector(cfg pq.Config, o drv.Options) (driver.Connector, error) {
+	cfg = cfg.Clone()
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = o.ConnectTimeout
 	}
@@ -111,15 +155,4 @@ func connector(dsn string, o drv.Options) (driver.Connector, error) {
 		c.Dialer(o.Dialer)
 	}
 	return c, nil
-}
-
-// parseKeyValue reads a libpq key=value DSN (without quoted values).
-func parseKeyValue(dsn string) map[string]string {
-	kv := map[string]string{}
-	for _, f := range strings.Fields(dsn) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			kv[k] = v
-		}
-	}
-	return kv
 }

@@ -70,7 +70,8 @@ func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
 		return nil, fmt.Errorf("not a valid sqlite3 DSN: bad query string")
 	}
 	memory := path == ":memory:" || path == "file::memory:" || params.Get("mode") == "memory"
-	t := &drv.Target{Memory: memory, Host: path, Password: params.Get("_auth_pass")}
+	// A path is no secret, but a DSN that Driver made a path may hold one.
+	t := &drv.Target{Memory: memory, Host: drv.Redact(path, drv.Secrets(dsn)...), Password: params.Get("_auth_pass")}
 	if !memory {
 		t.File = fileOf(path)
 	}
