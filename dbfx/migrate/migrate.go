@@ -25,7 +25,18 @@
 // do not both migrate: PostgreSQL takes a session advisory lock, MySQL a
 // named lock (GET_LOCK), SQLite a file lock beside the database. A failed
 // migration fails with an error matching dbfx.ErrMigration that names the
-// file; no error carries the DSN's password.
+// file and the statement of it that failed; no error carries the DSN's
+// password.
+//
+// goose runs each file in a transaction (unless it says -- +goose NO
+// TRANSACTION) and records it only once all of it ran. On PostgreSQL and
+// SQLite a failed file is undone whole. MySQL and MariaDB commit each DDL
+// statement at once (CREATE, ALTER, DROP, and what the transaction did
+// before it): a file that fails halfway stays half applied, and the next
+// start runs it again from its first statement. Its error then names the
+// statements before the failed one, which may have been applied. Write
+// such migrations so that they can run again: one DDL statement per file,
+// or IF NOT EXISTS / IF EXISTS on each.
 //
 // The core package dbfx does not link goose: a program links it when it
 // imports this package.
@@ -37,7 +48,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
+	"path"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -53,12 +68,12 @@ import (
 // step, see dbfx.WithStartup). A failed migration fails the start.
 func OnStart(fsys fs.FS) dbfx.Option {
 	return dbfx.WithStartup(func(ctx context.Context, s dbfx.Startup) error {
-		return run(ctx, s, fsys, func(ctx context.Context, p *goose.Provider) error {
+		return run(ctx, s, fsys, func(ctx context.Context, p *goose.Provider, ran *executed) error {
 			results, err := p.Up(ctx)
 			if err != nil {
 				var pe *goose.PartialError
 				if errors.As(err, &pe) && pe.Failed != nil && pe.Failed.Source != nil {
-					return failure(s, err, "migration %s failed: %v", pe.Failed.Source.Path, pe.Err)
+					return failure(s, err, "%s", ran.explain(s.Family, pe.Failed.Source.Path, pe.Err))
 				}
 				return failure(s, err, "migration failed: %v", err)
 			}
@@ -127,7 +142,7 @@ func (r Report) Pending() []Migration {
 func Status(ctx context.Context, cfg dbfx.Config, fsys fs.FS, opts ...dbfx.Option) (Report, error) {
 	var report Report
 	step := dbfx.WithStartup(func(ctx context.Context, s dbfx.Startup) error {
-		return run(ctx, s, fsys, func(ctx context.Context, p *goose.Provider) error {
+		return run(ctx, s, fsys, func(ctx context.Context, p *goose.Provider, _ *executed) error {
 			states, err := p.Status(ctx)
 			if err != nil {
 				return failure(s, err, "migration status: %v", err)
@@ -158,7 +173,7 @@ const postgresLockID = 0x656e67696e656b // "enginek"
 
 // run calls fn with a goose provider on the migrations of fsys for the
 // engine's database, under the lock that serialises migrations.
-func run(ctx context.Context, s dbfx.Startup, fsys fs.FS, fn func(context.Context, *goose.Provider) error) error {
+func run(ctx context.Context, s dbfx.Startup, fsys fs.FS, fn func(context.Context, *goose.Provider, *executed) error) error {
 	if st, err := fs.Stat(fsys, s.Family); err == nil && st.IsDir() {
 		if fsys, err = fs.Sub(fsys, s.Family); err != nil {
 			return failure(s, err, "migrations: %v", err)
@@ -181,7 +196,8 @@ func run(ctx context.Context, s dbfx.Startup, fsys fs.FS, fn func(context.Contex
 	// a second instance could see the table empty. So on MySQL and SQLite
 	// the whole run is under a lock of enginekit's; PostgreSQL's DDL is
 	// transactional, and goose's advisory lock suffices there.
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	ran := &executed{fsys: fsys, stmts: map[string][]string{}}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithVerbose(true), goose.WithSlog(slog.New(ran))}
 	var gd goose.Dialect
 	var release func()
 	var err error
@@ -214,7 +230,7 @@ func run(ctx context.Context, s dbfx.Startup, fsys fs.FS, fn func(context.Contex
 	if err != nil {
 		return failure(s, err, "migrations: %v", err)
 	}
-	return fn(ctx, p)
+	return fn(ctx, p, ran)
 }
 
 // failure is an error matching dbfx.ErrMigration and err, whose text names
@@ -259,4 +275,105 @@ func lockMySQL(ctx context.Context, db *sql.DB) (release func(), err error) {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK(?)", mysqlLockName)
 		conn.Close()
 	}, nil
+}
+
+// executed records the statements goose runs, from its log, so that a
+// failed migration can say which of its statements ran: goose runs a
+// file's statements in order and stops at the first that fails.
+type executed struct {
+	fsys  fs.FS // the migrations' directory
+	mu    sync.Mutex
+	stmts map[string][]string // by file name, in the order run
+}
+
+func (x *executed) Enabled(context.Context, slog.Level) bool { return true }
+func (x *executed) WithAttrs([]slog.Attr) slog.Handler       { return x }
+func (x *executed) WithGroup(string) slog.Handler            { return x }
+
+func (x *executed) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "executing statement" {
+		return nil
+	}
+	var stmt, source string
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "statement":
+			stmt = a.Value.String()
+		case "source":
+			source = a.Value.String()
+		}
+		return true
+	})
+	x.mu.Lock()
+	x.stmts[source] = append(x.stmts[source], stmt)
+	x.mu.Unlock()
+	return nil
+}
+
+// explain says how the migration file failed with err: at which of its
+// statements, and which of those before it may have been applied and
+// stayed. On MySQL and MariaDB a DDL statement commits at once (and
+// commits what the transaction did before it), so the statements before
+// the failed one may stay applied; elsewhere too when the file runs
+// outside a transaction (-- +goose NO TRANSACTION). goose records the
+// migration only when all of it ran: the next start runs it again from
+// its first statement.
+func (x *executed) explain(family, file string, err error) string {
+	x.mu.Lock()
+	ran := x.stmts[path.Base(file)]
+	x.mu.Unlock()
+	if len(ran) == 0 {
+		return fmt.Sprintf("migration %s failed: %v", file, err)
+	}
+	failed := len(ran)
+	msg := fmt.Sprintf("migration %s failed at its statement %d (%s): %v", file, failed, firstLine(ran[failed-1]), err)
+	var why string
+	switch {
+	case family == "mysql":
+		why = "on MySQL and MariaDB each DDL statement commits at once, with what the transaction did before it"
+	case !inTransaction(x.fsys, file):
+		why = "the file runs outside a transaction (-- +goose NO TRANSACTION)"
+	default:
+		return msg + "; its transaction was rolled back: none of it was applied"
+	}
+	if failed == 1 {
+		return msg + "; it was the file's first statement: none of it was applied"
+	}
+	applied := make([]string, failed-1)
+	for i, stmt := range ran[:failed-1] {
+		applied[i] = fmt.Sprintf("%d %s", i+1, firstLine(stmt))
+	}
+	return fmt.Sprintf("%s; %s, so the statements before it may have been applied and stay: %s. "+
+		"The migration is not recorded, and the next start runs the file again from its first statement: "+
+		"undo them by hand, or make the file rerunnable (IF NOT EXISTS, IF EXISTS, one DDL statement per file)",
+		msg, why, strings.Join(applied, ", "))
+}
+
+// firstLine is the first line of stmt that is not a comment, quoted and
+// shortened, to name the statement.
+func firstLine(stmt string) string {
+	for _, l := range strings.Split(stmt, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "--") {
+			if r := []rune(l); len(r) > 60 {
+				l = string(r[:60]) + "..."
+			}
+			return fmt.Sprintf("%q", l)
+		}
+	}
+	return `""`
+}
+
+// inTransaction reports whether goose runs file in a transaction: unless
+// it says -- +goose NO TRANSACTION.
+func inTransaction(fsys fs.FS, file string) bool {
+	b, err := fs.ReadFile(fsys, file)
+	if err != nil {
+		return false // unknown: say what may have been applied
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "--") && strings.Contains(l, "+goose") && strings.Contains(strings.ToUpper(l), "NO TRANSACTION") {
+			return false
+		}
+	}
+	return true
 }

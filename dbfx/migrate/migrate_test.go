@@ -258,3 +258,95 @@ func TestSQLiteFileURILocksBesideTheFile(t *testing.T) {
 		t.Fatalf("no lock beside the database: %v", err)
 	}
 }
+
+// halfFailing fails at its fourth statement, after two DDL statements and
+// an INSERT.
+const halfFailing = `CREATE TABLE half_a (id INTEGER PRIMARY KEY);
+-- the second table
+CREATE TABLE half_b (id INTEGER PRIMARY KEY);
+INSERT INTO half_a (id) VALUES (1);
+CREATE TABLE half_c (id INTEGER PRIMARY KEY,,);`
+
+func exists(t *testing.T, cfg dbfx.Config, table string) bool {
+	t.Helper()
+	_, err := open(t, cfg).DB().ExecContext(testContext(t), "SELECT 1 FROM "+table)
+	return err == nil
+}
+
+// TestHalfAppliedMigration: a migration that fails at its fourth
+// statement. On MySQL/MariaDB its DDL statements before it stay applied
+// (each commits at once): the error says which, and that the file runs
+// again whole, which a fixed file that is not rerunnable fails ("table
+// already exists") and a rerunnable one passes. On PostgreSQL and SQLite
+// its transaction undoes it, and the error says so.
+func TestHalfAppliedMigration(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		ctx := testContext(t)
+		err := migrate.Up(ctx, cfg, fstest.MapFS{"00001_half.sql": migration(halfFailing, "")}, fxtest.WithDrivers())
+		if !errors.Is(err, dbfx.ErrMigration) {
+			t.Fatalf("Up = %v, want ErrMigration", err)
+		}
+		t.Logf("%s: %v", cfg.Driver, err)
+		if !strings.Contains(err.Error(), `migration 00001_half.sql failed at its statement 4 ("CREATE TABLE half_c (id INTEGER PRIMARY KEY,,);")`) {
+			t.Fatalf("%q does not name the failed statement", err)
+		}
+		if cfg.Driver != "mysql" {
+			if !strings.Contains(err.Error(), "its transaction was rolled back: none of it was applied") {
+				t.Fatalf("%q does not say the migration was undone", err)
+			}
+			if exists(t, cfg, "half_a") || exists(t, cfg, "half_b") {
+				t.Fatal("a table of the failed migration is there")
+			}
+			return
+		}
+		for _, want := range []string{
+			"on MySQL and MariaDB each DDL statement commits at once",
+			`the statements before it may have been applied and stay: 1 "CREATE TABLE half_a (id INTEGER PRIMARY KEY);", 2 "CREATE TABLE half_b (id INTEGER PRIMARY KEY);", 3 "INSERT INTO half_a (id) VALUES (1);"`,
+			"the next start runs the file again from its first statement",
+		} {
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("%q does not say %q", err, want)
+			}
+		}
+		if !exists(t, cfg, "half_a") || !exists(t, cfg, "half_b") {
+			t.Fatal("the tables created before the failed statement are gone: the test no longer shows a half-applied migration")
+		}
+
+		// The file fixed, as it was written: its first statement fails.
+		fixed := strings.Replace(halfFailing, ",,", "", 1)
+		err = migrate.Up(ctx, cfg, fstest.MapFS{"00001_half.sql": migration(fixed, "")}, fxtest.WithDrivers())
+		t.Logf("rerun: %v", err)
+		if !errors.Is(err, dbfx.ErrMigration) || !strings.Contains(err.Error(), "statement 1 (") ||
+			!strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "none of it was applied") {
+			t.Fatalf("rerun of the fixed file = %v, want its first statement to fail, table already exists", err)
+		}
+
+		// Rerunnable, as the README says: it passes over what was applied.
+		rerunnable := strings.NewReplacer("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", "INSERT INTO", "INSERT IGNORE INTO").Replace(fixed)
+		if err := migrate.Up(ctx, cfg, fstest.MapFS{"00001_half.sql": migration(rerunnable, "")}, fxtest.WithDrivers()); err != nil {
+			t.Fatalf("rerunnable file: %v", err)
+		}
+		if n := count(t, open(t, cfg), "half_a"); n != 1 {
+			t.Fatalf("%d rows in half_a, want 1", n)
+		}
+	})
+}
+
+// TestHalfAppliedMigrationNoTransaction: a file run outside a transaction
+// leaves its statements before the failed one applied on every database;
+// the error says so.
+func TestHalfAppliedMigrationNoTransaction(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		fsys := fstest.MapFS{"00001_half.sql": &fstest.MapFile{Data: []byte("-- +goose NO TRANSACTION\n" + string(migration(halfFailing, "").Data))}}
+		err := migrate.Up(testContext(t), cfg, fsys, fxtest.WithDrivers())
+		if !errors.Is(err, dbfx.ErrMigration) || !strings.Contains(err.Error(), `may have been applied and stay: 1 "CREATE TABLE half_a`) {
+			t.Fatalf("Up = %v, want ErrMigration naming what stays applied", err)
+		}
+		if cfg.Driver != "mysql" && !strings.Contains(err.Error(), "the file runs outside a transaction") {
+			t.Fatalf("%q does not say why", err)
+		}
+		if !exists(t, cfg, "half_b") {
+			t.Fatal("half_b is not there")
+		}
+	})
+}
