@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -347,6 +348,7 @@ type shape struct {
 	order         []orderTerm
 	limit, offset int // -1: none
 	where         bool
+	lock          bool // ForUpdate
 }
 
 // where appends " WHERE ..." for the Where clauses, and reads the rest.
@@ -380,8 +382,10 @@ func (r *Repository[T, ID]) where(q *query, cs []Clause) (shape, error) {
 			} else {
 				sh.offset = c.n
 			}
+		case clauseLock:
+			sh.lock = true
 		default:
-			return sh, fmt.Errorf("%w: the zero Clause (use Where, OrderBy, Limit or Offset)", ErrInvalidClause)
+			return sh, fmt.Errorf("%w: the zero Clause (use Where, OrderBy, Limit, Offset or ForUpdate)", ErrInvalidClause)
 		}
 	}
 	if len(q.args) > r.d.MaxPlaceholders() {
@@ -449,7 +453,25 @@ func (r *Repository[T, ID]) buildFind(cs []Clause, forceLimit int) (*query, shap
 	}
 	r.writeOrder(q, r.orderBy(sh.order))
 	r.writeLimit(q, sh.limit, sh.offset)
+	r.writeLock(q, sh.lock)
 	return q, sh, nil
+}
+
+// writeLock appends the row lock of ForUpdate. SQLite has none: the
+// scope's writer already excludes other writers.
+func (r *Repository[T, ID]) writeLock(q *query, lock bool) {
+	if lock && r.d.Family() != dialect.SQLite {
+		q.str(" FOR UPDATE")
+	}
+}
+
+// checkLock refuses ForUpdate outside a transaction: its lock would end
+// with the statement.
+func (r *Repository[T, ID]) checkLock(ctx context.Context, sh shape) error {
+	if sh.lock && !r.m.InTx(ctx) {
+		return fmt.Errorf("%w: ForUpdate outside a transaction (its lock would end at once): read in Manager.Tx", ErrInvalidClause)
+	}
+	return nil
 }
 
 // buildCount builds the SELECT COUNT(*) of Count: ordering, limit and
@@ -457,8 +479,12 @@ func (r *Repository[T, ID]) buildFind(cs []Clause, forceLimit int) (*query, shap
 func (r *Repository[T, ID]) buildCount(cs []Clause) (*query, error) {
 	q := &query{sqlText: sqlText{d: r.d}}
 	q.str(r.sql.count)
-	if _, err := r.where(q, cs); err != nil {
+	sh, err := r.where(q, cs)
+	if err != nil {
 		return nil, err
+	}
+	if sh.lock {
+		return nil, fmt.Errorf("%w: Count takes no ForUpdate", ErrInvalidClause)
 	}
 	return q, nil
 }

@@ -146,7 +146,7 @@ func And(cs ...Cond) Cond { return Cond{op: opAnd, conds: cs} }
 // Or holds when one of cs does; with none it never holds.
 func Or(cs ...Cond) Cond { return Cond{op: opOr, conds: cs} }
 
-// Clause shapes a query: Where, OrderBy, Limit, Offset.
+// Clause shapes a query: Where, OrderBy, Limit, Offset, ForUpdate.
 type Clause struct {
 	kind   clauseKind
 	cond   Cond
@@ -163,6 +163,7 @@ const (
 	clauseOrder
 	clauseLimit
 	clauseOffset
+	clauseLock
 )
 
 // Where keeps the rows for which c holds. Several Where clauses must all
@@ -184,3 +185,34 @@ func Limit(n int) Clause { return Clause{kind: clauseLimit, n: n} }
 // Page for paging through large results: an offset makes the database
 // read and discard the rows it skips.
 func Offset(n int) Clause { return Clause{kind: clauseOffset, n: n} }
+
+// ForUpdate locks the rows a read returns until the transaction ends, so
+// that a read-then-write in a transaction loses no concurrent update: the
+// rows are read as they are now (not as the transaction's snapshot saw
+// them) and other writers wait for the commit. It is SELECT ... FOR UPDATE
+// on PostgreSQL and MySQL/MariaDB; on SQLite it adds nothing to the SQL,
+// since the writer of a write scope already excludes every other writer.
+//
+// Find, First and Page take it; only inside a transaction (Manager.Tx),
+// else it is ErrInvalidClause: a lock that ends with its statement
+// protects nothing. Count, UpdateWhere and DeleteWhere refuse it with
+// ErrInvalidClause. In a read-only scope PostgreSQL refuses it too.
+func ForUpdate() Clause { return Clause{kind: clauseLock} }
+
+// Assignment is one column set by UpdateWhere, made by Assign or Incr.
+type Assignment struct {
+	column string
+	value  any
+	incr   bool
+}
+
+// Assign sets column to value: SET column = value, value bound as a
+// parameter.
+func Assign(column string, value any) Assignment { return Assignment{column: column, value: value} }
+
+// Incr adds delta to column: SET column = column + delta, computed by the
+// database, so that concurrent increments all count. A negative delta
+// subtracts.
+func Incr(column string, delta any) Assignment {
+	return Assignment{column: column, value: delta, incr: true}
+}

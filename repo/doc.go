@@ -73,6 +73,33 @@
 // database's LIKE: case-sensitive on PostgreSQL, ASCII case-insensitive on
 // SQLite, by the column's collation on MySQL and MariaDB.
 //
+// # Locks and set-based writes
+//
+// A read-then-write in a transaction loses concurrent updates unless the
+// read locks its rows: PostgreSQL's READ COMMITTED lets two transactions
+// read the same value, and MySQL's REPEATABLE READ reads a snapshot.
+// ForUpdate makes Find, First and Page lock the rows they return until the
+// transaction ends (SELECT ... FOR UPDATE; on SQLite the write scope
+// already excludes other writers, so nothing is added). Outside a
+// transaction, or with Count, it is ErrInvalidClause.
+//
+//	err := m.Tx(ctx, func(ctx context.Context) error {
+//		a, err := accounts.First(ctx, repo.Where(repo.Eq("id", id)), repo.ForUpdate())
+//		if err != nil {
+//			return err
+//		}
+//		a.Balance -= amount
+//		return accounts.Update(ctx, &a)
+//	})
+//
+// UpdateWhere and DeleteWhere change every row their Where clauses
+// select in one statement and return the number of rows affected:
+// UpdateWhere(ctx, []repo.Assignment{repo.Incr("todo_count", 1)},
+// repo.Where(repo.Eq("id", listID))) counts without a read. Both refuse
+// an empty condition list with ErrInvalidClause (Where(And()) says "every
+// row"); UpdateWhere stamps the updated column and increments the version
+// as Update does.
+//
 // # Pages
 //
 // Page is keyset pagination: each page continues after the last row of

@@ -138,6 +138,9 @@ func (r *Repository[T, ID]) Page(ctx context.Context, p PageRequest, q ...Clause
 	b := &query{sqlText: sqlText{d: r.d}}
 	b.str(r.sql.selectAll)
 	sh, err := r.where(b, q)
+	if err == nil {
+		err = r.checkLock(ctx, sh)
+	}
 	if err != nil {
 		return page, err
 	}
@@ -164,6 +167,7 @@ func (r *Repository[T, ID]) Page(ctx context.Context, p PageRequest, q ...Clause
 	}
 	r.writeOrder(b, order)
 	r.writeLimit(b, limit+1, -1) // one more row tells whether a next page exists
+	r.writeLock(b, sh.lock)
 	rows, err := r.querier(ctx, !b.varies).QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return page, r.readErr("page through", err)

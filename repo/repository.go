@@ -279,6 +279,9 @@ func (r *Repository[T, ID]) Find(ctx context.Context, q ...Clause) ([]T, error) 
 	text, args, capacity, fixed := r.sql.findAll, []any(nil), 0, true
 	if len(q) > 0 {
 		b, sh, err := r.buildFind(q, -1)
+		if err == nil {
+			err = r.checkLock(ctx, sh)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -302,7 +305,10 @@ func (r *Repository[T, ID]) Find(ctx context.Context, q ...Clause) ([]T, error) 
 // unless OrderBy says otherwise), or ErrNotFound.
 func (r *Repository[T, ID]) First(ctx context.Context, q ...Clause) (T, error) {
 	var v T
-	b, _, err := r.buildFind(q, 1)
+	b, sh, err := r.buildFind(q, 1)
+	if err == nil {
+		err = r.checkLock(ctx, sh)
+	}
 	if err != nil {
 		return v, err
 	}

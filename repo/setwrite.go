@@ -1,0 +1,111 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+)
+
+// UpdateWhere sets the columns of set in every row the Where clauses
+// select, in one statement, and returns the number of rows it changed.
+// Besides set it stamps the updated column (unless set names it) and
+// increments the version column, as Update does, so that a versioned
+// Update of a row read before fails with ErrStale.
+//
+// set may not be empty, and may only name columns Update writes (not the
+// primary key, nor created, readonly or version columns), each once;
+// otherwise it is ErrInvalidClause, and an unknown column is
+// ErrUnknownColumn, before anything is sent. q takes only Where clauses
+// and at least one (ErrInvalidClause): Where(And()) selects every row.
+//
+// On MySQL and MariaDB the count is of rows changed, not matched, unless
+// the connection counts found rows; with an updated or version column every
+// matched row changes.
+func (r *Repository[T, ID]) UpdateWhere(ctx context.Context, set []Assignment, q ...Clause) (int64, error) {
+	if len(set) == 0 {
+		return 0, fmt.Errorf("%w: UpdateWhere of %s with no assignment", ErrInvalidClause, r.e.table)
+	}
+	if err := r.setWhereClauses("UpdateWhere", q); err != nil {
+		return 0, err
+	}
+	e := r.e
+	b := &query{sqlText: sqlText{d: r.d}}
+	b.str("UPDATE " + r.sql.table + " SET ")
+	seen := make(map[int]bool, len(set))
+	for i, a := range set {
+		c, err := r.column(a.column)
+		if err != nil {
+			return 0, err
+		}
+		if col := &e.cols[c]; !updatable(col) {
+			return 0, fmt.Errorf("%w: UpdateWhere cannot set %s.%s, a key, created, readonly or version column", ErrInvalidClause, e.table, col.name)
+		}
+		if seen[c] {
+			return 0, fmt.Errorf("%w: UpdateWhere sets %s.%s twice", ErrInvalidClause, e.table, a.column)
+		}
+		seen[c] = true
+		if i > 0 {
+			b.str(", ")
+		}
+		b.str(r.sql.cols[c] + " = ")
+		if a.incr {
+			b.str(r.sql.cols[c] + " + ")
+		}
+		b.bind(a.value)
+	}
+	if e.updated >= 0 && !seen[e.updated] {
+		b.str(", " + r.sql.cols[e.updated] + " = ")
+		b.bind(now())
+	}
+	if e.version >= 0 {
+		v := r.sql.cols[e.version]
+		b.str(", " + v + " = " + v + " + 1")
+	}
+	if _, err := r.where(b, q); err != nil {
+		return 0, err
+	}
+	return r.execCount(ctx, "update", b)
+}
+
+// DeleteWhere removes every row the Where clauses select, in one
+// statement, and returns the number of rows it removed. q takes only Where
+// clauses and at least one: with none it is ErrInvalidClause and nothing
+// is deleted (Where(And()) says "every row" explicitly). The version
+// column is not checked.
+func (r *Repository[T, ID]) DeleteWhere(ctx context.Context, q ...Clause) (int64, error) {
+	if err := r.setWhereClauses("DeleteWhere", q); err != nil {
+		return 0, err
+	}
+	b := &query{sqlText: sqlText{d: r.d}}
+	b.str("DELETE FROM " + r.sql.table)
+	if _, err := r.where(b, q); err != nil {
+		return 0, err
+	}
+	return r.execCount(ctx, "delete from", b)
+}
+
+// setWhereClauses checks the clauses of a set-based write: Where clauses
+// only, at least one.
+func (r *Repository[T, ID]) setWhereClauses(op string, q []Clause) error {
+	if len(q) == 0 {
+		return fmt.Errorf("%w: %s of %s with no condition (Where(And()) selects every row)", ErrInvalidClause, op, r.e.table)
+	}
+	for _, c := range q {
+		if c.kind != clauseWhere {
+			return fmt.Errorf("%w: %s takes Where clauses only", ErrInvalidClause, op)
+		}
+	}
+	return nil
+}
+
+// execCount runs a set-based write and returns the rows it affected.
+func (r *Repository[T, ID]) execCount(ctx context.Context, op string, b *query) (int64, error) {
+	res, err := r.querier(ctx, !b.varies).ExecContext(ctx, b.String(), b.args...)
+	if err != nil {
+		return 0, r.writeErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, r.writeErr(op, err)
+	}
+	return n, nil
+}
