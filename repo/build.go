@@ -348,7 +348,7 @@ type shape struct {
 	order         []orderTerm
 	limit, offset int // -1: none
 	where         bool
-	lock          bool // ForUpdate
+	lock          lockMode
 }
 
 // where appends " WHERE ..." for the Where clauses, and reads the rest.
@@ -383,9 +383,16 @@ func (r *Repository[T, ID]) where(q *query, cs []Clause) (shape, error) {
 				sh.offset = c.n
 			}
 		case clauseLock:
-			sh.lock = true
+			m := lockMode(c.n)
+			if m <= lockNone || int(m) >= len(lockNames) {
+				return sh, fmt.Errorf("%w: unknown lock clause", ErrInvalidClause)
+			}
+			if sh.lock != lockNone {
+				return sh, fmt.Errorf("%w: two lock clauses, %s and %s", ErrInvalidClause, lockNames[sh.lock], lockNames[m])
+			}
+			sh.lock = m
 		default:
-			return sh, fmt.Errorf("%w: the zero Clause (use Where, OrderBy, Limit, Offset or ForUpdate)", ErrInvalidClause)
+			return sh, fmt.Errorf("%w: the zero Clause (use Where, OrderBy, Limit, Offset or a lock clause)", ErrInvalidClause)
 		}
 	}
 	if len(q.args) > r.d.MaxPlaceholders() {
@@ -457,19 +464,31 @@ func (r *Repository[T, ID]) buildFind(cs []Clause, forceLimit int) (*query, shap
 	return q, sh, nil
 }
 
-// writeLock appends the row lock of ForUpdate. SQLite has none: the
-// scope's writer already excludes other writers.
-func (r *Repository[T, ID]) writeLock(q *query, lock bool) {
-	if lock && r.d.Family() != dialect.SQLite {
+// writeLock appends the row lock of a lock clause. SQLite has none: the
+// scope's writer already excludes other writers. MariaDB 10.11 has no FOR
+// SHARE; LOCK IN SHARE MODE reads the same on it and on MySQL 8.
+func (r *Repository[T, ID]) writeLock(q *query, lock lockMode) {
+	f := r.d.Family()
+	switch {
+	case lock == lockNone || f == dialect.SQLite:
+	case lock == lockShare && f == dialect.MySQL:
+		q.str(" LOCK IN SHARE MODE")
+	case lock == lockShare:
+		q.str(" FOR SHARE")
+	case lock == lockSkipLocked:
+		q.str(" FOR UPDATE SKIP LOCKED")
+	case lock == lockNoWait:
+		q.str(" FOR UPDATE NOWAIT")
+	default:
 		q.str(" FOR UPDATE")
 	}
 }
 
-// checkLock refuses ForUpdate outside a transaction: its lock would end
-// with the statement.
+// checkLock refuses a lock clause outside a transaction: its lock would
+// end with the statement.
 func (r *Repository[T, ID]) checkLock(ctx context.Context, sh shape) error {
-	if sh.lock && !r.m.InTx(ctx) {
-		return fmt.Errorf("%w: ForUpdate outside a transaction (its lock would end at once): read in Manager.Tx", ErrInvalidClause)
+	if sh.lock != lockNone && !r.m.InTx(ctx) {
+		return fmt.Errorf("%w: %s outside a transaction (its lock would end at once): read in Manager.Tx", ErrInvalidClause, lockNames[sh.lock])
 	}
 	return nil
 }
@@ -483,8 +502,8 @@ func (r *Repository[T, ID]) buildCount(cs []Clause) (*query, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sh.lock {
-		return nil, fmt.Errorf("%w: Count takes no ForUpdate", ErrInvalidClause)
+	if sh.lock != lockNone {
+		return nil, fmt.Errorf("%w: Count takes no %s", ErrInvalidClause, lockNames[sh.lock])
 	}
 	return q, nil
 }

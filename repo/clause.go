@@ -146,7 +146,8 @@ func And(cs ...Cond) Cond { return Cond{op: opAnd, conds: cs} }
 // Or holds when one of cs does; with none it never holds.
 func Or(cs ...Cond) Cond { return Cond{op: opOr, conds: cs} }
 
-// Clause shapes a query: Where, OrderBy, Limit, Offset, ForUpdate.
+// Clause shapes a query: Where, OrderBy, Limit, Offset and the lock
+// clauses ForUpdate, ForUpdateSkipLocked, ForUpdateNoWait and ForShare.
 type Clause struct {
 	kind   clauseKind
 	cond   Cond
@@ -195,9 +196,53 @@ func Offset(n int) Clause { return Clause{kind: clauseOffset, n: n} }
 //
 // Find, First and Page take it; only inside a transaction (Manager.Tx),
 // else it is ErrInvalidClause: a lock that ends with its statement
-// protects nothing. Count, UpdateWhere and DeleteWhere refuse it with
-// ErrInvalidClause. In a read-only scope PostgreSQL refuses it too.
-func ForUpdate() Clause { return Clause{kind: clauseLock} }
+// protects nothing. Count, Exists, UpdateWhere and DeleteWhere refuse it
+// with ErrInvalidClause, and so does a second lock clause in one call. In a
+// read-only scope PostgreSQL refuses it too.
+func ForUpdate() Clause { return Clause{kind: clauseLock, n: int(lockUpdate)} }
+
+// ForUpdateSkipLocked is ForUpdate that leaves out the rows another
+// transaction holds locked instead of waiting for them: with Limit, "take
+// the first free row" of a job queue, each worker getting a different one.
+// It is FOR UPDATE SKIP LOCKED on PostgreSQL, MySQL 8 and MariaDB 10.6+;
+// on SQLite it adds nothing, and there is nothing to skip: a write scope
+// excludes every other writer, so no row is ever locked by another
+// transaction when it reads. Same rules as ForUpdate.
+func ForUpdateSkipLocked() Clause { return Clause{kind: clauseLock, n: int(lockSkipLocked)} }
+
+// ForUpdateNoWait is ForUpdate that fails at once, with an error that
+// matches ErrLocked, when a row it would lock is held by another
+// transaction, instead of waiting. It is FOR UPDATE NOWAIT on PostgreSQL,
+// MySQL 8 and MariaDB 10.6+. The failure ends the transaction on
+// PostgreSQL (as every error does) and, as enginekit treats MariaDB's
+// error (1205, a lock wait timeout), on MariaDB too; on MariaDB the
+// transaction is retried by Manager.Tx like any lock wait timeout. On
+// SQLite it adds nothing and never fails so: the write scope serialises
+// writers, so no other transaction holds a row when it reads. Same rules
+// as ForUpdate.
+func ForUpdateNoWait() Clause { return Clause{kind: clauseLock, n: int(lockNoWait)} }
+
+// ForShare locks the rows a read returns against writers until the
+// transaction ends, letting other transactions read and share-lock them:
+// the rows cannot change under the transaction, though it will not write
+// them. It is FOR SHARE on PostgreSQL and LOCK IN SHARE MODE on MySQL and
+// MariaDB (MariaDB 10.11 has no FOR SHARE; MySQL 8 takes both). On SQLite
+// it adds nothing: the write scope already excludes other writers. Same
+// rules as ForUpdate.
+func ForShare() Clause { return Clause{kind: clauseLock, n: int(lockShare)} }
+
+// lockMode is the row lock a read asks for.
+type lockMode uint8
+
+const (
+	lockNone lockMode = iota
+	lockUpdate
+	lockSkipLocked
+	lockNoWait
+	lockShare
+)
+
+var lockNames = [...]string{lockUpdate: "ForUpdate", lockSkipLocked: "ForUpdateSkipLocked", lockNoWait: "ForUpdateNoWait", lockShare: "ForShare"}
 
 // Assignment is one column set by UpdateWhere, made by Assign or Incr.
 type Assignment struct {

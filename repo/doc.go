@@ -92,6 +92,24 @@
 //		return accounts.Update(ctx, &a)
 //	})
 //
+// For job queues, ForUpdateSkipLocked leaves out rows another transaction
+// holds (with Limit(1): "take the first free job", each worker a different
+// one) and ForUpdateNoWait fails at once with an error matching ErrLocked
+// instead of waiting: FOR UPDATE SKIP LOCKED and NOWAIT on PostgreSQL,
+// MySQL 8 and MariaDB 10.6+. ForShare takes a shared lock that other
+// readers may share but writers wait for: FOR SHARE on PostgreSQL, LOCK IN
+// SHARE MODE on MySQL and MariaDB (MariaDB 10.11 has no FOR SHARE). On
+// SQLite the three add nothing: its write scope serialises transactions,
+// so no row is ever held by another one, nothing is skipped and NOWAIT
+// never fails. Each follows ForUpdate's rules, and one read takes one lock
+// clause (two are ErrInvalidClause). ErrLocked also marks a statement that
+// waited longer than the database's lock timeout; on MariaDB, which
+// reports NOWAIT as a lock wait timeout (1205), Manager.Tx retries the
+// transaction as for any lock wait timeout.
+//
+// Exists(ctx, Where(...)) reports whether a row matches with SELECT 1 ...
+// LIMIT 1, which stops at the first match.
+//
 // UpdateWhere and DeleteWhere change every row their Where clauses
 // select in one statement and return the number of rows affected:
 // UpdateWhere(ctx, []repo.Assignment{repo.Incr("todo_count", 1)},

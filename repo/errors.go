@@ -28,6 +28,12 @@ var (
 	// ErrInvalidClause: a clause that cannot be turned into SQL (an empty
 	// condition, a negative limit, a clause Page or Count cannot take).
 	ErrInvalidClause = errors.New("repo: invalid clause")
+	// ErrLocked: a row the statement had to lock was locked by another
+	// transaction: a ForUpdateNoWait read met one, or a statement waited
+	// longer than the database's lock timeout (PostgreSQL 55P03
+	// lock_not_available; MySQL 8 3572, 1205; MariaDB returns 1205, a lock
+	// wait timeout, for NOWAIT). The driver's error is wrapped too.
+	ErrLocked = errors.New("repo: row locked by another transaction")
 )
 
 // notFound is ErrNotFound: a distinct error that still matches

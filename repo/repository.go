@@ -234,14 +234,24 @@ func (r *Repository[T, ID]) scanAll(rows *sql.Rows, capacity int) ([]T, error) {
 }
 
 // writeErr wraps the error of a write: a unique violation is ErrDuplicate.
+// A row another transaction kept locked is ErrLocked.
 func (r *Repository[T, ID]) writeErr(op string, err error) error {
-	if r.d.Classify(err).Has(dialect.Unique) {
+	c := r.d.Classify(err)
+	switch {
+	case c.Has(dialect.Unique):
 		return fmt.Errorf("%w in %s: %w", ErrDuplicate, r.e.table, err)
+	case c.Has(dialect.Locked):
+		return fmt.Errorf("%w: %s %s: %w", ErrLocked, op, r.e.table, err)
 	}
 	return fmt.Errorf("repo: %s %s: %w", op, r.e.table, err)
 }
 
+// readErr wraps the error of a read: a row another transaction kept
+// locked (ForUpdateNoWait, a lock timeout) is ErrLocked.
 func (r *Repository[T, ID]) readErr(op string, err error) error {
+	if r.d.Classify(err).Has(dialect.Locked) {
+		return fmt.Errorf("%w: %s %s: %w", ErrLocked, op, r.e.table, err)
+	}
 	return fmt.Errorf("repo: %s %s: %w", op, r.e.table, err)
 }
 

@@ -109,3 +109,34 @@ func (r *Repository[T, ID]) execCount(ctx context.Context, op string, b *query) 
 	}
 	return n, nil
 }
+
+// Exists reports whether a row matches the Where clauses (with none,
+// whether the table has a row): SELECT 1 ... LIMIT 1, which stops at the
+// first match where Count would count them all. q takes only Where
+// clauses (ErrInvalidClause); an unknown column is ErrUnknownColumn.
+func (r *Repository[T, ID]) Exists(ctx context.Context, q ...Clause) (bool, error) {
+	for _, c := range q {
+		if c.kind != clauseWhere {
+			return false, fmt.Errorf("%w: Exists takes Where clauses only", ErrInvalidClause)
+		}
+	}
+	b := &query{sqlText: sqlText{d: r.d}}
+	b.str("SELECT 1 FROM " + r.sql.table)
+	if _, err := r.where(b, q); err != nil {
+		return false, err
+	}
+	b.str(" LIMIT 1")
+	rows, err := r.querier(ctx, !b.varies).QueryContext(ctx, b.String(), b.args...)
+	if err != nil {
+		return false, r.readErr("exists in", err)
+	}
+	defer rows.Close()
+	found := rows.Next()
+	if err := rows.Err(); err != nil {
+		return false, r.readErr("exists in", err)
+	}
+	if err := rows.Close(); err != nil {
+		return false, r.readErr("exists in", err)
+	}
+	return found, nil
+}

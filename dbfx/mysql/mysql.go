@@ -91,8 +91,11 @@ func classify(err error) dialect.Class {
 	case 1213: // ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back
 		return dialect.Retryable | dialect.Aborting
 	case 1205: // ER_LOCK_WAIT_TIMEOUT: only the statement is rolled back, but a partial
-		// transaction must not be committed: enginekit rolls it back and retries
-		return dialect.Retryable | dialect.Aborting
+		// transaction must not be committed: enginekit rolls it back and retries.
+		// MariaDB returns it for a NOWAIT read of a locked row too.
+		return dialect.Retryable | dialect.Aborting | dialect.Locked
+	case 3572: // ER_LOCK_NOWAIT (MySQL 8): a NOWAIT read met a locked row
+		return dialect.Locked
 	case 1062: // ER_DUP_ENTRY
 		return dialect.Unique
 	case 1792: // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION

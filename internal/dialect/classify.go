@@ -32,6 +32,12 @@ const (
 	// no longer fits the schema (a DDL changed its result's columns). The
 	// statement did not run; preparing it again cures it.
 	Stale
+	// Locked: a row lock the statement asked for was held by another
+	// transaction and the statement did not get it: at once for a NOWAIT
+	// read, or after the lock timeout (PostgreSQL 55P03 lock_not_available,
+	// MySQL 8 3572 ER_LOCK_NOWAIT, 1205 ER_LOCK_WAIT_TIMEOUT, which
+	// MariaDB also returns for NOWAIT).
+	Locked
 )
 
 // Has reports whether every bit of x is in c.
@@ -58,6 +64,8 @@ func ClassifySQLState(err error) Class {
 		c |= Retryable
 	case code == "23505": // unique_violation
 		c |= Unique
+	case code == "55P03": // lock_not_available: NOWAIT, lock_timeout
+		c |= Locked
 	case code == "25006": // read_only_sql_transaction
 		c |= ReadOnly
 	case len(code) == 5 && code[:2] == "08", // connection_exception

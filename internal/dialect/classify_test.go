@@ -43,6 +43,7 @@ func classString(c dialect.Class) string {
 		{dialect.ConnLost, "ConnLost"},
 		{dialect.ReadOnly, "ReadOnly"},
 		{dialect.Stale, "Stale"},
+		{dialect.Locked, "Locked"},
 	} {
 		if c&b.c != 0 {
 			parts = append(parts, b.name)
@@ -497,7 +498,7 @@ func TestClassifyMySQL(t *testing.T) {
 		wantMySQLNumber(t, err, 1205)
 		// Only the statement was rolled back; enginekit treats the
 		// transaction as lost all the same (see classifyMySQL).
-		checkClass(t, d, err, dialect.Retryable|dialect.Aborting)
+		checkClass(t, d, err, dialect.Retryable|dialect.Aborting|dialect.Locked)
 	})
 
 	t.Run("read-only transaction 1792", func(t *testing.T) {
