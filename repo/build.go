@@ -23,6 +23,7 @@ type statements struct {
 	get       string
 	exists    string
 	del       string
+	delVer    string // DELETE by pk and version; del when there is no version column
 	insert    string // one row; RETURNING the pk where the pk comes back that way
 	insertVal string // INSERT INTO <table> (<writable cols>) VALUES
 	update    string
@@ -119,6 +120,11 @@ func (r *Repository[T, ID]) buildStatements() {
 	st.get = (&sqlText{d: d}).str(st.selectAll + " WHERE " + pk + " = ").param().String()
 	st.exists = (&sqlText{d: d}).str("SELECT 1 FROM " + st.table + " WHERE " + pk + " = ").param().String()
 	st.del = (&sqlText{d: d}).str("DELETE FROM " + st.table + " WHERE " + pk + " = ").param().String()
+	st.delVer = st.del
+	if e.version >= 0 {
+		st.delVer = (&sqlText{d: d}).str("DELETE FROM " + st.table + " WHERE " + pk + " = ").param().
+			str(" AND " + st.cols[e.version] + " = ").param().String()
+	}
 
 	w := r.writable
 	st.insertVal = "INSERT INTO " + st.table + " (" + strings.Join(r.pick(w), ", ") + ") VALUES "

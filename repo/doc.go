@@ -118,6 +118,12 @@
 // row"); UpdateWhere stamps the updated column and increments the version
 // as Update does.
 //
+// DeleteVersion(ctx, &v) deletes v's row only while it is at v's version
+// (ErrStale when another writer changed it), and UpdateColumns(ctx, &v,
+// "name") writes only the named columns, so that requests changing
+// different fields of an unversioned entity keep each other's changes; on a
+// versioned entity it checks and increments the version as Update does.
+//
 // # Pages
 //
 // Page is keyset pagination: each page continues after the last row of

@@ -453,22 +453,23 @@ func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
 		return r.writeErr("update", err)
 	}
 	if n == 0 {
-		// No row matched: it is gone, or (with a version) another writer
-		// changed it. Without a version a row that exists was only left
-		// unchanged (a MySQL connection without clientFoundRows counts 0).
-		var stale error
-		if e.version >= 0 {
-			stale = ErrStale
-		}
-		if err := r.exists(ctx, q, id, ErrNotFound); err != nil || stale == nil {
-			return err
-		}
-		return fmt.Errorf("%w: %s %v", stale, e.table, id)
+		return r.noRowMatched(ctx, q, id)
 	}
 	if e.version >= 0 {
 		r.setInt(p, e.version, r.getInt(p, e.version)+1)
 	}
 	return nil
+}
+
+// noRowMatched says why an UPDATE or DELETE by pk (and version) matched no row: the
+// row is gone (ErrNotFound), or, with a version column, another writer
+// changed it (ErrStale). Without a version a row that exists was only left
+// unchanged (a MySQL connection without clientFoundRows counts 0): nil.
+func (r *Repository[T, ID]) noRowMatched(ctx context.Context, q session.Querier, id any) error {
+	if err := r.exists(ctx, q, id, ErrNotFound); err != nil || r.e.version < 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %s %v", ErrStale, r.e.table, id)
 }
 
 // exists returns nil when the row with pk id exists, else missing.

@@ -3,6 +3,9 @@ package repo
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
+	"unsafe"
 )
 
 // UpdateWhere sets the columns of set in every row the Where clauses
@@ -139,4 +142,119 @@ func (r *Repository[T, ID]) Exists(ctx context.Context, q ...Clause) (bool, erro
 		return false, r.readErr("exists in", err)
 	}
 	return found, nil
+}
+
+// DeleteVersion removes the row of v's primary key only if its version
+// column still holds v's version: the delete of a row read before, which
+// must not remove what another writer changed since. A row at another
+// version is ErrStale (and stays); no row with v's key is ErrNotFound. On
+// an entity without a version column it is Delete of v's key.
+func (r *Repository[T, ID]) DeleteVersion(ctx context.Context, v *T) error {
+	e := r.e
+	p := addr(v)
+	pk := &e.cols[e.pk]
+	id := pk.val(unsafe.Add(p, pk.offset))
+	args := []any{id}
+	if e.version >= 0 {
+		args = r.appendArgs(args, p, []int{e.version})
+	}
+	q := r.m.Prepared(ctx)
+	res, err := q.ExecContext(ctx, r.sql.delVer, args...)
+	if err != nil {
+		return r.writeErr("delete from", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return r.writeErr("delete from", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if e.version < 0 {
+		return fmt.Errorf("%w: %s %v", ErrNotFound, e.table, id)
+	}
+	// No row matched: it is gone, or another writer changed its version.
+	return r.noRowMatched(ctx, q, id)
+}
+
+// UpdateColumns writes only the named columns of v, and sets the updated
+// column (in the row and in v), leaving the row's other columns as they
+// are: two requests that change different fields of an unversioned entity
+// both keep their changes, where Update would write back the other's
+// fields as it read them. With a version column it updates only the row
+// still at v's version and increments the version (in the row and in v),
+// as Update does, so that of two requests that read the same version and
+// change different fields, the second gets ErrStale and writes nothing: a
+// version guards the whole row, not the columns written. A missing row is
+// ErrNotFound.
+//
+// columns are column names of T, each once, at least one: a name T does
+// not map is ErrUnknownColumn; none, a repeated name, or the primary key,
+// a created, readonly or version column is ErrInvalidClause, before
+// anything is sent. Naming the updated column is allowed (it is stamped).
+func (r *Repository[T, ID]) UpdateColumns(ctx context.Context, v *T, columns ...string) error {
+	e := r.e
+	if len(columns) == 0 {
+		return fmt.Errorf("%w: UpdateColumns of %s with no column", ErrInvalidClause, e.table)
+	}
+	cols := make([]int, 0, len(columns)+1)
+	for _, name := range columns {
+		c, err := r.column(name)
+		if err != nil {
+			return err
+		}
+		if col := &e.cols[c]; !updatable(col) {
+			return fmt.Errorf("%w: UpdateColumns cannot write %s.%s, a key, created, readonly or version column", ErrInvalidClause, e.table, col.name)
+		}
+		if slices.Contains(cols, c) {
+			return fmt.Errorf("%w: UpdateColumns names %s.%s twice", ErrInvalidClause, e.table, name)
+		}
+		cols = append(cols, c)
+	}
+	p := addr(v)
+	if e.updated >= 0 {
+		*(*time.Time)(unsafe.Add(p, e.cols[e.updated].offset)) = now()
+		if !slices.Contains(cols, e.updated) {
+			cols = append(cols, e.updated)
+		}
+	}
+	pk := &e.cols[e.pk]
+	id := pk.val(unsafe.Add(p, pk.offset))
+	b := &query{sqlText: sqlText{d: r.d}, args: make([]any, 0, len(cols)+2)}
+	b.str("UPDATE " + r.sql.table + " SET ")
+	for i, c := range cols {
+		if i > 0 {
+			b.str(", ")
+		}
+		b.str(r.sql.cols[c] + " = ")
+		col := &e.cols[c]
+		b.bind(col.val(unsafe.Add(p, col.offset)))
+	}
+	if e.version >= 0 {
+		ver := r.sql.cols[e.version]
+		b.str(", " + ver + " = " + ver + " + 1")
+	}
+	b.str(" WHERE " + r.sql.cols[e.pk] + " = ")
+	b.bind(id)
+	if e.version >= 0 {
+		b.str(" AND " + r.sql.cols[e.version] + " = ")
+		vc := &e.cols[e.version]
+		b.bind(vc.val(unsafe.Add(p, vc.offset)))
+	}
+	q := r.m.Prepared(ctx) // the text repeats for a set of columns
+	res, err := q.ExecContext(ctx, b.String(), b.args...)
+	if err != nil {
+		return r.writeErr("update", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return r.writeErr("update", err)
+	}
+	if n == 0 {
+		return r.noRowMatched(ctx, q, id)
+	}
+	if e.version >= 0 {
+		r.setInt(p, e.version, r.getInt(p, e.version)+1)
+	}
+	return nil
 }
