@@ -23,12 +23,7 @@ func TestCallsEndByTheirDeadlineWhenTheServerHangs(t *testing.T) {
 	for _, newCfg := range []func(testing.TB) dbfx.Config{fxtest.Postgres, fxtest.MySQL} {
 		cfg := newCfg(t)
 		t.Run(cfg.Driver, func(t *testing.T) {
-			p := testdb.NewProxy(t, testdb.TargetOf(t, cfg.DSN))
-			if cfg.Driver == "postgres" {
-				cfg.DSN = p.PostgresDSN(t, cfg.DSN)
-			} else {
-				cfg.DSN = p.MySQLDSN(t, cfg.DSN)
-			}
+			cfg, p := behindProxy(t, cfg)
 			e := open(t, cfg)
 			m := e.Sessions()
 			createTable(t, e, "hang")
@@ -97,12 +92,7 @@ func TestDeadlineDuringCommitIsAmbiguous(t *testing.T) {
 	for _, newCfg := range []func(testing.TB) dbfx.Config{fxtest.Postgres, fxtest.MySQL} {
 		cfg := newCfg(t)
 		t.Run(cfg.Driver, func(t *testing.T) {
-			p := testdb.NewProxy(t, testdb.TargetOf(t, cfg.DSN))
-			if cfg.Driver == "postgres" {
-				cfg.DSN = p.PostgresDSN(t, cfg.DSN)
-			} else {
-				cfg.DSN = p.MySQLDSN(t, cfg.DSN)
-			}
+			cfg, p := behindProxy(t, cfg)
 			e := open(t, cfg)
 			m := e.Sessions()
 			createTable(t, e, "ambiguous")
@@ -127,4 +117,16 @@ func TestDeadlineDuringCommitIsAmbiguous(t *testing.T) {
 			}
 		})
 	}
+}
+
+// behindProxy is cfg with its DSN pointed at a proxy to its server.
+func behindProxy(t *testing.T, cfg dbfx.Config) (dbfx.Config, *testdb.Proxy) {
+	t.Helper()
+	p := testdb.NewProxy(t, testdb.TargetOf(t, cfg.DSN))
+	if cfg.Driver == "postgres" {
+		cfg.DSN = p.PostgresDSN(t, cfg.DSN)
+	} else {
+		cfg.DSN = p.MySQLDSN(t, cfg.DSN)
+	}
+	return cfg, p
 }

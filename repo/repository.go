@@ -444,21 +444,37 @@ func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
 	if e.version >= 0 {
 		args = r.appendArgs(args, p, []int{e.version})
 	}
-	res, err := q.ExecContext(ctx, r.sql.update, args...)
+	return r.updateByKey(ctx, q, r.sql.update, args, p, id)
+}
+
+// updateByKey runs an UPDATE of the row with key id (and v's version,
+// when there is one) and increments v's version when it matched; it says
+// why it matched no row (noRowMatched).
+func (r *Repository[T, ID]) updateByKey(ctx context.Context, q session.Querier, query string, args []any, p unsafe.Pointer, id any) error {
+	n, err := r.exec(ctx, "update", q, query, args)
 	if err != nil {
-		return r.writeErr("update", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return r.writeErr("update", err)
+		return err
 	}
 	if n == 0 {
 		return r.noRowMatched(ctx, q, id)
 	}
-	if e.version >= 0 {
-		r.setInt(p, e.version, r.getInt(p, e.version)+1)
+	if v := r.e.version; v >= 0 {
+		r.setInt(p, v, r.getInt(p, v)+1)
 	}
 	return nil
+}
+
+// exec runs a write and returns the rows it affected.
+func (r *Repository[T, ID]) exec(ctx context.Context, op string, q session.Querier, query string, args []any) (int64, error) {
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, r.writeErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, r.writeErr(op, err)
+	}
+	return n, nil
 }
 
 // noRowMatched says why an UPDATE or DELETE by pk (and version) matched no row: the
@@ -492,13 +508,9 @@ func (r *Repository[T, ID]) exists(ctx context.Context, q session.Querier, id an
 // Delete removes the row with primary key id; ErrNotFound when there is
 // none.
 func (r *Repository[T, ID]) Delete(ctx context.Context, id ID) error {
-	res, err := r.m.Prepared(ctx).ExecContext(ctx, r.sql.del, id)
+	n, err := r.exec(ctx, "delete from", r.m.Prepared(ctx), r.sql.del, []any{id})
 	if err != nil {
-		return r.writeErr("delete from", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return r.writeErr("delete from", err)
+		return err
 	}
 	if n == 0 {
 		return fmt.Errorf("%w: %s %v", ErrNotFound, r.e.table, id)

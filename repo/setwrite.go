@@ -102,15 +102,7 @@ func (r *Repository[T, ID]) setWhereClauses(op string, q []Clause) error {
 
 // execCount runs a set-based write and returns the rows it affected.
 func (r *Repository[T, ID]) execCount(ctx context.Context, op string, b *query) (int64, error) {
-	res, err := r.querier(ctx, !b.varies).ExecContext(ctx, b.String(), b.args...)
-	if err != nil {
-		return 0, r.writeErr(op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, r.writeErr(op, err)
-	}
-	return n, nil
+	return r.exec(ctx, op, r.querier(ctx, !b.varies), b.String(), b.args)
 }
 
 // Exists reports whether a row matches the Where clauses (with none,
@@ -159,13 +151,9 @@ func (r *Repository[T, ID]) DeleteVersion(ctx context.Context, v *T) error {
 		args = r.appendArgs(args, p, []int{e.version})
 	}
 	q := r.m.Prepared(ctx)
-	res, err := q.ExecContext(ctx, r.sql.delVer, args...)
+	n, err := r.exec(ctx, "delete from", q, r.sql.delVer, args)
 	if err != nil {
-		return r.writeErr("delete from", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return r.writeErr("delete from", err)
+		return err
 	}
 	if n > 0 {
 		return nil
@@ -242,19 +230,5 @@ func (r *Repository[T, ID]) UpdateColumns(ctx context.Context, v *T, columns ...
 		b.bind(vc.val(unsafe.Add(p, vc.offset)))
 	}
 	q := r.m.Prepared(ctx) // the text repeats for a set of columns
-	res, err := q.ExecContext(ctx, b.String(), b.args...)
-	if err != nil {
-		return r.writeErr("update", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return r.writeErr("update", err)
-	}
-	if n == 0 {
-		return r.noRowMatched(ctx, q, id)
-	}
-	if e.version >= 0 {
-		r.setInt(p, e.version, r.getInt(p, e.version)+1)
-	}
-	return nil
+	return r.updateByKey(ctx, q, b.String(), b.args, p, id)
 }
