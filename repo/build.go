@@ -373,6 +373,7 @@ func (r *Repository[T, ID]) where(q *query, cs []Clause) (shape, error) {
 			if err := r.cond(q, &c.cond, 0); err != nil {
 				return sh, err
 			}
+		case clauseAll:
 		case clauseOrder:
 			col, err := r.column(c.column)
 			if err != nil {
@@ -490,13 +491,17 @@ func (r *Repository[T, ID]) writeLock(q *query, lock lockMode) {
 	}
 }
 
-// checkLock refuses a lock clause outside a transaction: its lock would
-// end with the statement.
+// checkLock refuses a lock clause outside a write transaction: outside
+// any its lock would end with the statement, and a read-only transaction
+// takes no row locks (PostgreSQL refuses them there).
 func (r *Repository[T, ID]) checkLock(ctx context.Context, sh shape) error {
-	if sh.lock != lockNone && !r.m.InTx(ctx) {
-		return fmt.Errorf("%w: %s outside a transaction (its lock would end at once): read in Manager.Tx", ErrInvalidClause, lockNames[sh.lock])
+	if sh.lock == lockNone || r.m.InWriteTx(ctx) {
+		return nil
 	}
-	return nil
+	if r.m.InTx(ctx) {
+		return fmt.Errorf("%w: %s in a read-only transaction (it takes no row locks): read in Manager.Tx", ErrInvalidClause, lockNames[sh.lock])
+	}
+	return fmt.Errorf("%w: %s outside a transaction (its lock would end at once): read in Manager.Tx", ErrInvalidClause, lockNames[sh.lock])
 }
 
 // buildCount builds the SELECT COUNT(*) of Count: ordering, limit and

@@ -143,6 +143,20 @@ func NotNull(column string) Cond { return Cond{op: opNotNull, column: column} }
 // And holds when every one of cs does; with none it always holds.
 func And(cs ...Cond) Cond { return Cond{op: opAnd, conds: cs} }
 
+// vacuous reports whether c holds for every row without looking at one:
+// an And of nothing, or of vacuous conditions only.
+func (c *Cond) vacuous() bool {
+	if c.op != opAnd {
+		return false
+	}
+	for i := range c.conds {
+		if !c.conds[i].vacuous() {
+			return false
+		}
+	}
+	return true
+}
+
 // Or holds when one of cs does; with none it never holds.
 func Or(cs ...Cond) Cond { return Cond{op: opOr, conds: cs} }
 
@@ -165,11 +179,19 @@ const (
 	clauseLimit
 	clauseOffset
 	clauseLock
+	clauseAll
 )
 
 // Where keeps the rows for which c holds. Several Where clauses must all
 // hold.
 func Where(c Cond) Clause { return Clause{kind: clauseWhere, cond: c} }
+
+// AllRows selects every row: the explicit consent UpdateWhere and
+// DeleteWhere need to write a whole table, which they refuse when no
+// condition is given (or only conditions that hold for every row, such as
+// an empty And, often a filter list that came out empty). Elsewhere it
+// adds nothing: a read without Where clauses reads every row.
+func AllRows() Clause { return Clause{kind: clauseAll} }
 
 // OrderBy sorts by column, descending when desc. Several OrderBy clauses
 // sort by each in turn. The primary key always ends the ordering, in the

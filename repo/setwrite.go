@@ -18,7 +18,8 @@ import (
 // primary key, nor created, readonly or version columns), each once;
 // otherwise it is ErrInvalidClause, and an unknown column is
 // ErrUnknownColumn, before anything is sent. q takes only Where clauses
-// and at least one (ErrInvalidClause): Where(And()) selects every row.
+// and at least one condition (ErrInvalidClause; an empty And, which holds
+// for every row, does not count): AllRows() says every row is meant.
 //
 // On MySQL and MariaDB the count is of rows changed, not matched, unless
 // the connection counts found rows; with an updated or version column every
@@ -71,9 +72,9 @@ func (r *Repository[T, ID]) UpdateWhere(ctx context.Context, set []Assignment, q
 
 // DeleteWhere removes every row the Where clauses select, in one
 // statement, and returns the number of rows it removed. q takes only Where
-// clauses and at least one: with none it is ErrInvalidClause and nothing
-// is deleted (Where(And()) says "every row" explicitly). The version
-// column is not checked.
+// clauses and at least one condition: with none (or only an empty And) it
+// is ErrInvalidClause and nothing is deleted; AllRows() says "every row"
+// explicitly. The version column is not checked.
 func (r *Repository[T, ID]) DeleteWhere(ctx context.Context, q ...Clause) (int64, error) {
 	if err := r.setWhereClauses("DeleteWhere", q); err != nil {
 		return 0, err
@@ -87,15 +88,22 @@ func (r *Repository[T, ID]) DeleteWhere(ctx context.Context, q ...Clause) (int64
 }
 
 // setWhereClauses checks the clauses of a set-based write: Where clauses
-// only, at least one.
+// only, and at least one that may leave a row out, unless AllRows says
+// that every row is meant.
 func (r *Repository[T, ID]) setWhereClauses(op string, q []Clause) error {
-	if len(q) == 0 {
-		return fmt.Errorf("%w: %s of %s with no condition (Where(And()) selects every row)", ErrInvalidClause, op, r.e.table)
-	}
-	for _, c := range q {
-		if c.kind != clauseWhere {
+	all, narrows := false, false
+	for i := range q {
+		switch c := &q[i]; c.kind {
+		case clauseAll:
+			all = true
+		case clauseWhere:
+			narrows = narrows || !c.cond.vacuous()
+		default:
 			return fmt.Errorf("%w: %s takes Where clauses only", ErrInvalidClause, op)
 		}
+	}
+	if !all && !narrows {
+		return fmt.Errorf("%w: %s of %s with no condition (AllRows() means every row)", ErrInvalidClause, op, r.e.table)
 	}
 	return nil
 }
@@ -111,7 +119,7 @@ func (r *Repository[T, ID]) execCount(ctx context.Context, op string, b *query) 
 // clauses (ErrInvalidClause); an unknown column is ErrUnknownColumn.
 func (r *Repository[T, ID]) Exists(ctx context.Context, q ...Clause) (bool, error) {
 	for _, c := range q {
-		if c.kind != clauseWhere {
+		if c.kind != clauseWhere && c.kind != clauseAll {
 			return false, fmt.Errorf("%w: Exists takes Where clauses only", ErrInvalidClause)
 		}
 	}

@@ -3,6 +3,7 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,10 +193,39 @@ func TestUpdateWhereDeleteWhere(t *testing.T) {
 		if rows := countRows(t, v.e, "users"); n != 3 || rows != 7 {
 			t.Fatalf("DeleteWhere(id > 7): %d rows reported, %d left; want 3 and 7", n, rows)
 		}
-		n, err = v.users.DeleteWhere(ctx, repo.Where(repo.And()))
-		wantErrIs(t, "DeleteWhere(Where(And()))", err, nil)
-		if rows := countRows(t, v.e, "users"); n != 7 || rows != 0 {
-			t.Fatalf("DeleteWhere(Where(And())): %d rows reported, %d left; want 7 and 0", n, rows)
+		// A filter list that came out empty is not consent to delete
+		// every row; AllRows is.
+		var none []repo.Cond
+		for _, q := range [][]repo.Clause{
+			{repo.Where(repo.And(none...))},
+			{repo.Where(repo.And(repo.And(), repo.And())), repo.Where(repo.And())},
+		} {
+			n, err = v.users.DeleteWhere(ctx, q...)
+			wantErrIs(t, "DeleteWhere(Where(And()))", err, repo.ErrInvalidClause)
+			_, err2 = v.users.UpdateWhere(ctx, []repo.Assignment{repo.Assign("name", "x")}, q...)
+			wantErrIs(t, "UpdateWhere(Where(And()))", err2, repo.ErrInvalidClause)
+			if rows := countRows(t, v.e, "users"); n != 0 || rows != 7 {
+				t.Fatalf("DeleteWhere(Where(And())): %d rows reported, %d left; want 0 and 7", n, rows)
+			}
+		}
+		// A vacuous And beside a real condition narrows.
+		n, err = v.users.DeleteWhere(ctx, repo.Where(repo.And()), repo.Where(repo.Eq("id", 7)))
+		wantErrIs(t, "DeleteWhere(And(), id = 7)", err, nil)
+		if rows := countRows(t, v.e, "users"); n != 1 || rows != 6 {
+			t.Fatalf("DeleteWhere(And(), id = 7): %d rows reported, %d left; want 1 and 6", n, rows)
+		}
+		n, err = v.users.UpdateWhere(ctx, []repo.Assignment{repo.Incr("age", 1)}, repo.AllRows())
+		wantErrIs(t, "UpdateWhere(AllRows)", err, nil)
+		if n != 6 {
+			t.Fatalf("UpdateWhere(AllRows): %d rows, want 6", n)
+		}
+		if ok, err := v.users.Exists(ctx, repo.AllRows()); !ok || err != nil {
+			t.Fatalf("Exists(AllRows) = %v, %v; want true", ok, err)
+		}
+		n, err = v.users.DeleteWhere(ctx, repo.AllRows())
+		wantErrIs(t, "DeleteWhere(AllRows)", err, nil)
+		if rows := countRows(t, v.e, "users"); n != 6 || rows != 0 {
+			t.Fatalf("DeleteWhere(AllRows): %d rows reported, %d left; want 6 and 0", n, rows)
 		}
 	})
 }
@@ -217,6 +247,26 @@ func TestForUpdateScope(t *testing.T) {
 			return err
 		})
 		wantErrIs(t, "First(ForUpdate) in a connection scope", err, repo.ErrInvalidClause)
+
+		// A read-only transaction takes no row locks (PostgreSQL refuses
+		// them with 25006): refused before anything is sent, every lock.
+		for _, l := range []repo.Clause{repo.ForUpdate(), repo.ForUpdateSkipLocked(), repo.ForUpdateNoWait(), repo.ForShare()} {
+			err = v.m.ReadOnly(ctx, func(ctx context.Context) error {
+				_, err := v.users.First(ctx, repo.Where(repo.Eq("id", 1)), l)
+				if !errors.Is(err, repo.ErrInvalidClause) || !strings.Contains(err.Error(), "read-only") {
+					t.Errorf("First(lock) in ReadOnly = %v, want ErrInvalidClause naming the read-only transaction", err)
+				}
+				return nil // the transaction is still usable: nothing was sent
+			})
+			wantErrIs(t, "ReadOnly scope after a refused lock", err, nil)
+		}
+		// A ReadOnly scope inside a write transaction joins it: it locks.
+		wantErrIs(t, "ForUpdate in a ReadOnly scope joined to a Tx", v.m.Tx(ctx, func(ctx context.Context) error {
+			return v.m.ReadOnly(ctx, func(ctx context.Context) error {
+				_, err := v.users.First(ctx, repo.Where(repo.Eq("id", 1)), lock)
+				return err
+			})
+		}), nil)
 
 		wantErrIs(t, "reads with ForUpdate in a transaction", v.m.Tx(ctx, func(ctx context.Context) error {
 			u, err := v.users.First(ctx, repo.Where(repo.Eq("id", 2)), lock)

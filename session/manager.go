@@ -170,6 +170,14 @@ func (m *Manager) InTx(ctx context.Context) bool {
 	return s != nil && s.tx != nil && !s.ended.Load()
 }
 
+// InWriteTx reports whether ctx carries a live read-write transaction of
+// this Manager: InTx, and not in a ReadOnly scope of its own (a ReadOnly
+// scope that joined a write transaction is in one).
+func (m *Manager) InWriteTx(ctx context.Context) bool {
+	s := m.current(ctx)
+	return s != nil && s.tx != nil && !s.ended.Load() && s.access == readWrite
+}
+
 // Stats are the Manager's own figures; the pools' are in sql.DBStats.
 type Stats struct {
 	Active          int   // scopes in flight
