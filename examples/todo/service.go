@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,8 +16,8 @@ import (
 type List struct {
 	ID        int64     `db:"id,pk,auto" json:"id"`
 	Name      string    `db:"name" json:"name"`
-	TodoCount int64     `db:"todo_count,readonly" json:"todo_count"` // written only by the counter statement
-	DoneCount int64     `db:"done_count,readonly" json:"done_count"`
+	TodoCount int64     `db:"todo_count" json:"todo_count"` // changed only by count, in the database
+	DoneCount int64     `db:"done_count" json:"done_count"`
 	Created   time.Time `db:"created_at,created" json:"created_at"`
 }
 
@@ -72,10 +71,11 @@ func isRaced(err error) bool { return errors.Is(err, errRaced) }
 // Service holds the todo operations. Each write is one transaction: a
 // todo and the counters of its lists change together or not at all.
 //
-// Lock order. A write reads its todo without locking it, then takes the
-// rows of the lists it will count in, in id order, then writes the todo
-// at the version it read (which fails when another request changed it
-// meanwhile), then changes the counters. Every transaction takes lists
+// Lock order. A write reads its todo without locking it, then locks the
+// rows of the lists it will count in (repo.ForUpdate), in id order, then
+// writes the todo at the version it read (which fails when another
+// request changed it meanwhile), then changes the counters in the database
+// (repo.Incr), never by writing back a value read. Every transaction takes lists
 // before todos and lists in id order, so none waits for another in a
 // cycle: moves between two lists in opposite directions would deadlock if
 // each took its source list first, and on PostgreSQL each deadlock costs
@@ -86,24 +86,12 @@ type Service struct {
 	sessions *session.Manager
 	todos    *repo.Repository[Todo, int64]
 	lists    *repo.Repository[List, int64]
-
-	lockSQL   string // locks the row of a list
-	countSQL  string // adds to the counters of a list
-	deleteSQL string // deletes a todo at a version
 }
 
 // NewService returns the service over the repositories the Fx graph
 // provides (dbfx.ProvideRepository).
 func NewService(sessions *session.Manager, todos *repo.Repository[Todo, int64], lists *repo.Repository[List, int64]) *Service {
-	q := sessions.Q(context.Background()) // the pool: only its Rebind is used here
-	return &Service{
-		sessions:  sessions,
-		todos:     todos,
-		lists:     lists,
-		lockSQL:   q.Rebind(`UPDATE lists SET todo_count = todo_count WHERE id = ?`),
-		countSQL:  q.Rebind(`UPDATE lists SET todo_count = todo_count + ?, done_count = done_count + ? WHERE id = ?`),
-		deleteSQL: q.Rebind(`DELETE FROM todos WHERE id = ? AND version = ?`),
-	}
+	return &Service{sessions: sessions, todos: todos, lists: lists}
 }
 
 // readOnly runs fn in a read-only transaction labelled label and returns
@@ -171,7 +159,8 @@ func (s *Service) Todos(ctx context.Context, p repo.PageRequest, list int64) (re
 func (s *Service) CreateTodo(ctx context.Context, list int64, title string) (Todo, error) {
 	return session.Tx(ctx, s.sessions, func(ctx context.Context) (Todo, error) {
 		// The list first (lists before todos); a count going up needs no
-		// check of the todo, so the lock is the increment itself.
+		// check of the todo, so the increment itself is the lock: an
+		// UPDATE locks the row it changes until the transaction ends.
 		if err := s.count(ctx, list, 1, 0); err != nil {
 			return Todo{}, err
 		}
@@ -253,15 +242,15 @@ func (s *Service) DeleteTodo(ctx context.Context, id int64) error {
 		if err := s.lock(ctx, t.ListID); err != nil {
 			return err
 		}
-		// repo.Delete takes no version: delete at the version read, so
-		// that a todo moved meanwhile is not uncounted from the old list.
-		q := s.sessions.Q(ctx)
-		res, err := q.ExecContext(ctx, s.deleteSQL, id, t.Version)
-		if err != nil {
+		// At the version read, so that a todo moved meanwhile is not
+		// uncounted from the list it left: the transaction runs again.
+		switch err := s.todos.DeleteVersion(ctx, &t); {
+		case errors.Is(err, repo.ErrStale):
+			return errRaced
+		case errors.Is(err, repo.ErrNotFound):
+			return fmt.Errorf("todo %d %w", id, ErrNotFound)
+		case err != nil:
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return cmp.Or(err, errRaced)
 		}
 		return s.count(ctx, t.ListID, -1, -ones(t.Done))
 	}, writeRetry("delete_todo", isRaced)...)
@@ -292,35 +281,46 @@ func (s *Service) update(ctx context.Context, t *Todo, raced bool) error {
 }
 
 // lock takes the rows of lists, in id order, until the transaction ends;
-// ErrNoSuchList when one is absent. (An UPDATE that changes nothing locks
-// the row on every database, where SELECT ... FOR UPDATE is not SQLite.)
+// ErrNoSuchList when one is absent. On SQLite ForUpdate adds nothing: the
+// write transaction already keeps every other writer out.
 func (s *Service) lock(ctx context.Context, lists ...int64) error {
 	slices.Sort(lists)
-	for _, id := range slices.Compact(lists) {
-		if err := s.exec(ctx, s.lockSQL, id); err != nil {
-			return err
+	lists = slices.Compact(lists)
+	ids := make([]any, len(lists))
+	for i, id := range lists {
+		ids[i] = id
+	}
+	got, err := s.lists.Find(ctx, repo.Where(repo.In("id", ids...)), repo.OrderBy("id", false), repo.ForUpdate())
+	if err != nil {
+		return err
+	}
+	for i, id := range lists {
+		if i >= len(got) || got[i].ID != id {
+			return fmt.Errorf("list %d %w", id, ErrNoSuchList)
 		}
 	}
 	return nil
 }
 
-// count adds todos and done to the counters of a list; ErrNoSuchList when
-// there is no such list.
+// count adds todos and done to the counters of a list, in the database
+// (todo_count = todo_count + todos), so that no count read before is
+// written back; ErrNoSuchList when there is no such list. Only non-zero
+// deltas are sent: every row the statement matches then changes, which is
+// what MySQL counts.
 func (s *Service) count(ctx context.Context, list, todos, done int64) error {
-	return s.exec(ctx, s.countSQL, todos, done, list)
-}
-
-// exec runs a statement on the row of list (its last argument) and
-// returns ErrNoSuchList when it matched none.
-func (s *Service) exec(ctx context.Context, query string, args ...any) error {
-	list := args[len(args)-1]
-	res, err := s.sessions.Q(ctx).ExecContext(ctx, query, args...)
+	var set []repo.Assignment
+	if todos != 0 {
+		set = append(set, repo.Incr("todo_count", todos))
+	}
+	if done != 0 {
+		set = append(set, repo.Incr("done_count", done))
+	}
+	if len(set) == 0 {
+		return s.exists(ctx, list)
+	}
+	n, err := s.lists.UpdateWhere(ctx, set, repo.Where(repo.Eq("id", list)))
 	if err != nil {
 		return fmt.Errorf("list %d: %w", list, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
 	}
 	if n == 0 {
 		return fmt.Errorf("list %d %w", list, ErrNoSuchList)
@@ -330,8 +330,8 @@ func (s *Service) exec(ctx context.Context, query string, args ...any) error {
 
 // exists returns ErrNoSuchList when the list is absent.
 func (s *Service) exists(ctx context.Context, list int64) error {
-	n, err := s.lists.Count(ctx, repo.Where(repo.Eq("id", list)))
-	if err == nil && n == 0 {
+	ok, err := s.lists.Exists(ctx, repo.Where(repo.Eq("id", list)))
+	if err == nil && !ok {
 		err = fmt.Errorf("list %d %w", list, ErrNoSuchList)
 	}
 	return err
