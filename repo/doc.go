@@ -114,9 +114,11 @@
 // select in one statement and return the number of rows affected:
 // UpdateWhere(ctx, []repo.Assignment{repo.Incr("todo_count", 1)},
 // repo.Where(repo.Eq("id", listID))) counts without a read. Both refuse
-// an empty condition list with ErrInvalidClause (Where(And()) says "every
-// row"); UpdateWhere stamps the updated column and increments the version
-// as Update does.
+// with ErrInvalidClause conditions that would select every row (none, or
+// only empty Ands, as a filter list that came out empty builds): AllRows()
+// says so explicitly. UpdateWhere stamps the updated column and increments
+// the version as Update does. Lock clauses need a write transaction: in a
+// read-only one they are ErrInvalidClause too.
 //
 // DeleteVersion(ctx, &v) deletes v's row only while it is at v's version
 // (ErrStale when another writer changed it), and UpdateColumns(ctx, &v,

@@ -257,3 +257,53 @@ func TestLockClauseRefusals(t *testing.T) {
 		}), nil)
 	})
 }
+
+// TestWhatAPlainReadSees backs the README's isolation table: in a write
+// transaction, after another transaction committed a change to a row
+// already read, a plain read sees it on PostgreSQL (READ COMMITTED: each
+// statement its own snapshot) and does not on MySQL/MariaDB (REPEATABLE
+// READ: the snapshot of the first read), where a ForUpdate read sees it
+// (a locking read reads the latest committed row) and a plain read after
+// it again does not. SQLite's write scope excludes the other writer
+// (TestForUpdateCounter and the lock tests show it), so it is not run there.
+func TestWhatAPlainReadSees(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		v := setup(t, cfg)
+		if v.driver == "sqlite3" {
+			return
+		}
+		cs := newCounters(t, v)
+		outside := testContext(t) // no scope: the other writer's own transaction
+		var seen [4]int64
+		err := v.m.Tx(outside, func(ctx context.Context) error {
+			read := func(i int, q ...repo.Clause) error {
+				c, err := cs.First(ctx, append([]repo.Clause{repo.Where(repo.Eq("id", 1))}, q...)...)
+				seen[i] = c.N
+				return err
+			}
+			if err := read(0); err != nil {
+				return err
+			}
+			n, err := cs.UpdateWhere(outside, []repo.Assignment{repo.Incr("n", 1)}, repo.Where(repo.Eq("id", 1)))
+			if err != nil || n != 1 {
+				t.Fatalf("the other writer's UpdateWhere: %d rows, %v", n, err)
+			}
+			if err := read(1); err != nil {
+				return err
+			}
+			if err := read(2, repo.ForUpdate()); err != nil {
+				return err
+			}
+			return read(3)
+		})
+		wantErrIs(t, "the reading transaction", err, nil)
+		want := [4]int64{0, 1, 1, 1} // PostgreSQL
+		if v.driver == "mysql" {
+			want = [4]int64{0, 0, 1, 0}
+		}
+		if seen != want {
+			t.Fatalf("on %s: plain, plain after the other commit, ForUpdate, plain read %v; want %v", v.driver, seen, want)
+		}
+		t.Logf("on %s: plain, plain after the other commit, ForUpdate, plain read %v", v.driver, seen)
+	})
+}
