@@ -188,7 +188,8 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.unstats = sink.AddStatsSource(c.Name, e.Stats)
 	}
 	if em, ok := o.mon.(monitor.EngineMonitor); ok {
-		e.unengine = em.AddEngine(monitor.EngineInfo{DB: c.Name, System: systemOf(r.drv.SQL.Family())})
+		e.unengine = em.AddEngine(monitor.EngineInfo{DB: c.Name, System: systemOf(r.drv.SQL.Family()),
+			Namespace: r.Database, ServerAddress: r.Server, ServerPort: r.Port})
 	}
 	return e, nil
 }

@@ -212,6 +212,15 @@ const (
 type EngineInfo struct {
 	DB     string // the engine's name, as its events carry it
 	System System // the database it runs on
+	// Namespace is the database's name on its server (PostgreSQL's and
+	// MySQL's database, SQLite's file), as OpenTelemetry's db.namespace;
+	// "" when not known.
+	Namespace string
+	// ServerAddress and ServerPort are where the server is (a host name,
+	// an IP address or a Unix socket's path; 0 when there is no port),
+	// as OpenTelemetry's server.address and server.port; "" for SQLite.
+	ServerAddress string
+	ServerPort    int
 }
 
 // EngineMonitor is implemented by monitors that want to know the engines

@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -123,7 +124,11 @@ func resolve(dsn string, o drv.Options, askFor func(string) string) (*drv.Target
 	if err != nil {
 		return nil, err
 	}
-	t := &drv.Target{Password: mc.Passwd, Host: mc.Addr + "/" + mc.DBName}
+	t := &drv.Target{Password: mc.Passwd, Host: mc.Addr + "/" + mc.DBName, Database: mc.DBName, Server: mc.Addr}
+	if host, port, err := net.SplitHostPort(mc.Addr); err == nil && mc.Net == "tcp" {
+		t.Server = host
+		t.Port, _ = strconv.Atoi(port)
+	}
 	t.TLSOff = mc.Net != "unix" && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
 	t.Writer = func() (driver.Connector, error) {
 		c, err := mysql.NewConnector(mc)

@@ -78,7 +78,10 @@ func resolve(dsn string, o drv.Options) (*drv.Target, error) {
 	if err != nil {
 		return nil, configError(dsn, err)
 	}
-	t := &drv.Target{Password: cfg.Password, Host: hostOf(cfg)}
+	t := &drv.Target{Password: cfg.Password, Host: hostOf(cfg), Database: cfg.Database, Server: cfg.Host, Port: int(cfg.Port)}
+	if cfg.Hostaddr.IsValid() {
+		t.Server = cfg.Hostaddr.String()
+	}
 	t.TLSOff = cfg.SSLMode == pq.SSLModeDisable || cfg.SSLMode == pq.SSLModeAllow || cfg.SSLMode == pq.SSLModePrefer
 	t.Host = drv.Redact(t.Host, append(drv.Secrets(dsn), cfg.Password)...)
 	t.Writer = func() (driver.Connector, error) { return connector(cfg, o) }

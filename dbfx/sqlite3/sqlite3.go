@@ -75,6 +75,7 @@ func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
 	if !memory {
 		t.File = fileOf(path)
 	}
+	t.Database = t.Host
 	if v := firstOf(params, "_txlock"); v != "" && v != "immediate" && v != "exclusive" {
 		return nil, fmt.Errorf("_txlock=%s would let writers fail with SQLITE_BUSY_SNAPSHOT: use immediate", v)
 	}
@@ -90,7 +91,7 @@ func resolve(dsn string, _ drv.Options) (*drv.Target, error) {
 		_, _ = rand.Read(b[:])
 		path = "file:enginekit-" + hex.EncodeToString(b[:])
 		params.Set("mode", "memory")
-		t.Host = ":memory:"
+		t.Host, t.Database = ":memory:", ":memory:"
 	}
 	setDefault(params, "_txlock", "immediate")
 	// REFERENCES are enforced, as on the other databases.

@@ -105,6 +105,12 @@ type Target struct {
 	File     string // the database file (SQLite), for a lock beside it; "" otherwise
 	Password string // scrubbed from any error text
 	TLSOff   bool   // a network connection without TLS
+	// Database, Server and Port name the database for monitors
+	// (monitor.EngineInfo): its name on the server, or SQLite's file; the
+	// server's host, IP address or socket; its port, 0 when none.
+	Database string
+	Server   string
+	Port     int
 }
 
 // DSNConnector returns a connector that opens dsn with d: d's own when d
