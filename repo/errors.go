@@ -3,6 +3,8 @@ package repo
 import (
 	"database/sql"
 	"errors"
+
+	"github.com/enginekit/enginekit/internal/dialect"
 )
 
 // Errors returned by repositories, matched with errors.Is. The errors
@@ -18,8 +20,10 @@ var (
 	// Nothing is sent to the database.
 	ErrUnknownColumn = errors.New("repo: unknown column")
 	// ErrDuplicate: a write violated a unique or primary key constraint.
-	// The driver's error is wrapped too.
-	ErrDuplicate = errors.New("repo: duplicate key")
+	// The driver's error is wrapped too. It is session.ErrDuplicate's
+	// class: each matches the errors the other does, a repository's or
+	// any statement's of an engine.
+	ErrDuplicate error = dialect.NewSentinel("repo: duplicate key", dialect.Unique)
 	// ErrInvalidCursor: a PageRequest.After that this repository did not
 	// make for the same query (the same conditions, values and ordering):
 	// one of another query, truncated or edited, or, with SignCursors, one
@@ -32,8 +36,9 @@ var (
 	// transaction: a ForUpdateNoWait read met one, or a statement waited
 	// longer than the database's lock timeout (PostgreSQL 55P03
 	// lock_not_available; MySQL 8 3572, 1205; MariaDB returns 1205, a lock
-	// wait timeout, for NOWAIT). The driver's error is wrapped too.
-	ErrLocked = errors.New("repo: row locked by another transaction")
+	// wait timeout, for NOWAIT). The driver's error is wrapped too. It is
+	// session.ErrLocked's class: each matches the errors the other does.
+	ErrLocked error = dialect.NewSentinel("repo: row locked by another transaction", dialect.Locked)
 )
 
 // notFound is ErrNotFound: a distinct error that still matches

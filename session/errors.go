@@ -27,9 +27,6 @@ var (
 	// ErrAmbiguousCommit: the connection was lost during COMMIT; the
 	// transaction may or may not have been committed. Never retried.
 	ErrAmbiguousCommit = errors.New("session: commit outcome unknown, connection lost")
-	// ErrReadOnly: a write in a read-only scope, or a read-write scope asked
-	// for inside a read-only transaction.
-	ErrReadOnly = errors.New("session: read-only transaction")
 	// ErrNoTransaction: Mandatory propagation outside a transaction.
 	ErrNoTransaction = errors.New("session: no transaction in progress")
 	// ErrTransactionExists: Never propagation inside a transaction.
@@ -40,6 +37,58 @@ var (
 	// ErrAborted: a statement in a transaction that an earlier error has
 	// aborted; the transaction will be rolled back.
 	ErrAborted = errors.New("session: transaction aborted by an earlier error")
+)
+
+// Error classes: what a database's error means, whatever the database,
+// matched with errors.Is on the errors of an engine's connections (the
+// connection wrapper under dbfx's pools classifies each driver error as
+// it passes). The driver's own error stays inside, for errors.As
+// (*pq.Error, *mysql.MySQLError, sqlite3.Error). The package doc lists
+// the codes behind each. A narrower class is also its wider one:
+// errors.Is(err, ErrConstraint) holds for every ErrDuplicate,
+// ErrForeignKey, ErrNotNull and ErrCheck.
+var (
+	// ErrConstraint: an integrity constraint was violated: a duplicate
+	// key, a foreign key, a NOT NULL or a CHECK constraint.
+	ErrConstraint error = dialect.NewSentinel("session: constraint violation", dialect.Constraint)
+	// ErrDuplicate: a unique or primary key constraint was violated
+	// (repo.ErrDuplicate matches the same errors).
+	ErrDuplicate error = dialect.NewSentinel("session: duplicate key", dialect.Unique)
+	// ErrForeignKey: a row refers to no row, or a row still referred to
+	// was deleted or its key changed.
+	ErrForeignKey error = dialect.NewSentinel("session: foreign key violation", dialect.ForeignKey)
+	// ErrNotNull: NULL written to a NOT NULL column, or such a column left
+	// without a value where it has no default.
+	ErrNotNull error = dialect.NewSentinel("session: not-null violation", dialect.NotNull)
+	// ErrCheck: a CHECK constraint was violated.
+	ErrCheck error = dialect.NewSentinel("session: check constraint violation", dialect.Check)
+	// ErrConflict: the transaction conflicted with another (serialization
+	// failure, deadlock, lock wait timeout, SQLite busy): running it again
+	// may succeed, and transaction scopes do (Retry). A RetryError whose
+	// attempts all conflicted matches it too. IsRetryable says the same
+	// of the errors it knows.
+	ErrConflict error = dialect.NewSentinel("session: transaction conflict", dialect.Retryable)
+	// ErrLocked: a row the statement had to lock was locked by another
+	// transaction: a NOWAIT read met one, or the lock wait timed out
+	// (repo.ErrLocked matches the same errors).
+	ErrLocked error = dialect.NewSentinel("session: row locked by another transaction", dialect.Locked)
+	// ErrConnLost: the connection was lost (closed, reset, killed, its
+	// server shut down, or cut by enginekit when the server did not
+	// answer by the call's deadline). Whether a statement sent on it ran
+	// is unknown; a COMMIT's outcome is ErrAmbiguousCommit.
+	ErrConnLost error = dialect.NewSentinel("session: connection lost", dialect.ConnLost)
+	// ErrReadOnly: a write refused because the transaction or the
+	// connection is read-only (a write in a ReadOnly scope, a replica), or
+	// a read-write scope asked for inside a read-only transaction.
+	ErrReadOnly error = dialect.NewSentinel("session: read-only transaction", dialect.ReadOnly)
+	// ErrCanceled: the statement was stopped before it finished: by the
+	// server's statement timeout (PostgreSQL statement_timeout,
+	// MySQL max_execution_time, MariaDB max_statement_time), a cancel, or
+	// because its ctx ended while the server did not answer (the
+	// connection was cut). A statement whose ctx ended is also
+	// context.Canceled or context.DeadlineExceeded, which is all a driver
+	// returns when it gave up itself: match those too.
+	ErrCanceled error = dialect.NewSentinel("session: statement canceled", dialect.Canceled)
 )
 
 // RetryError is returned when a transaction failed with a retryable error

@@ -673,6 +673,13 @@ func (s *scope) observe(err error) error {
 		s.observe(refused.Cause)
 		return fmt.Errorf("%w: %w", ErrAborted, refused.Cause)
 	}
+	if !s.m.d.Tagged(err) {
+		// database/sql's driver.ErrBadConn, io.EOF, which the connection
+		// wrapper passes untagged (database/sql compares them): past
+		// database/sql, they are tagged as lost connections, so that
+		// errors.Is(err, ErrConnLost) holds.
+		err = s.m.d.Tag(err)
+	}
 	c := s.m.d.Classify(err)
 	if c.Has(dialect.ReadOnly) {
 		err = fmt.Errorf("%w: %w", ErrReadOnly, err)

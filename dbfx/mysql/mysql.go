@@ -99,9 +99,22 @@ func classify(err error) dialect.Class {
 		return dialect.Locked
 	case 1062: // ER_DUP_ENTRY
 		return dialect.Unique
-	case 1792: // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+	case 1451, 1452, 1216, 1217: // ER_ROW_IS_REFERENCED_2, ER_NO_REFERENCED_ROW_2 (and their older forms)
+		return dialect.ForeignKey
+	case 1048, 1364: // ER_BAD_NULL_ERROR, ER_NO_DEFAULT_FOR_FIELD (strict mode)
+		return dialect.NotNull
+	case 3819, 4025: // ER_CHECK_CONSTRAINT_VIOLATED (MySQL 8), ER_CONSTRAINT_FAILED (MariaDB)
+		return dialect.Check
+	case 3024, 1969, 1317: // ER_QUERY_TIMEOUT (MySQL 8), ER_STATEMENT_TIMEOUT (MariaDB), ER_QUERY_INTERRUPTED
+		return dialect.Canceled
+	case 1792, 1836: // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION, ER_READ_ONLY_MODE
 		return dialect.ReadOnly
-	case 1053, 1927, 4031: // server shutdown, connection killed (MariaDB), idle disconnect (MySQL 8)
+	case 1290: // ER_OPTION_PREVENTS_STATEMENT: read-only only when the option is --read-only or --super-read-only
+		if strings.Contains(e.Message, "read-only") || strings.Contains(e.Message, "read_only") {
+			return dialect.ReadOnly
+		}
+	case 1053, 1927, 4031, 2006, 2013: // server shutdown, connection killed (MariaDB), idle disconnect (MySQL 8),
+		// server gone, lost during query (the client library's codes, which a proxy may send)
 		return dialect.ConnLost | dialect.Aborting
 	case 1243, 1615: // ER_UNKNOWN_STMT_HANDLER, ER_NEED_REPREPARE
 		return dialect.Stale

@@ -23,10 +23,18 @@ func classify(err error) dialect.Class {
 		return dialect.Retryable | dialect.Aborting
 	case gosqlite3.ErrReadonly:
 		return dialect.ReadOnly
+	case gosqlite3.ErrInterrupt:
+		return dialect.Canceled
 	}
 	switch e.ExtendedCode {
 	case gosqlite3.ErrConstraintUnique, gosqlite3.ErrConstraintPrimaryKey:
 		return dialect.Unique
+	case gosqlite3.ErrConstraintForeignKey:
+		return dialect.ForeignKey
+	case gosqlite3.ErrConstraintNotNull:
+		return dialect.NotNull
+	case gosqlite3.ErrConstraintCheck:
+		return dialect.Check
 	}
 	return 0
 }

@@ -10,8 +10,10 @@ import (
 	"syscall"
 )
 
-// Class is a set of facts about an error, as bits.
-type Class uint8
+// Class is a set of facts about an error, as bits. The public sentinels
+// that stand for classes (session.ErrDuplicate, session.ErrConnLost...)
+// are Sentinels: errors.Is matches them against an Error's bits.
+type Class uint16
 
 const (
 	// Retryable: running the whole transaction again may succeed
@@ -38,10 +40,63 @@ const (
 	// MySQL 8 3572 ER_LOCK_NOWAIT, 1205 ER_LOCK_WAIT_TIMEOUT, which
 	// MariaDB also returns for NOWAIT).
 	Locked
+	// ForeignKey: a foreign key constraint was violated (a row referring
+	// to no row, or a row still referred to). PostgreSQL 23503; MySQL
+	// 1451, 1452 (and 1216, 1217 of older servers); SQLite 787
+	// SQLITE_CONSTRAINT_FOREIGNKEY.
+	ForeignKey
+	// NotNull: NULL written to a NOT NULL column, or such a column left
+	// without a value or default. PostgreSQL 23502; MySQL 1048, 1364;
+	// SQLite 1299 SQLITE_CONSTRAINT_NOTNULL.
+	NotNull
+	// Check: a CHECK constraint was violated. PostgreSQL 23514; MySQL 8
+	// 3819; MariaDB 4025; SQLite 275 SQLITE_CONSTRAINT_CHECK.
+	Check
+	// Canceled: the statement was stopped before it finished: by the
+	// server's statement timeout or a cancel (PostgreSQL 57014
+	// query_canceled; MySQL 3024 max_execution_time, 1317 query
+	// interrupted; MariaDB 1969 max_statement_time; SQLite 9
+	// SQLITE_INTERRUPT), or by the connection wrapper, which cut the
+	// connection of a call whose ctx ended and whose server did not
+	// answer (ErrCut). A driver's bare context.Canceled or
+	// context.DeadlineExceeded is the caller's own and passes untagged.
+	Canceled
 )
+
+// Constraint is the set of the integrity constraint classes: a violation
+// of any has one of them (Any, not Has).
+const Constraint = Unique | ForeignKey | NotNull | Check
 
 // Has reports whether every bit of x is in c.
 func (c Class) Has(x Class) bool { return c&x == x }
+
+// Any reports whether c has at least one bit of x.
+func (c Class) Any(x Class) bool { return c&x != 0 }
+
+// Sentinel is an error value that stands for classes of errors: an Error
+// matches it (errors.Is) when its class has any bit of the sentinel's. A
+// sentinel matches another one whose classes hold all of its own, so a
+// narrow sentinel is also its wider one (a duplicate key is a constraint
+// violation), and two sentinels of one class match each other
+// (repo.ErrDuplicate and session.ErrDuplicate).
+type Sentinel struct {
+	msg   string
+	class Class
+}
+
+// NewSentinel returns the sentinel of class c with the message msg.
+func NewSentinel(msg string, c Class) *Sentinel { return &Sentinel{msg: msg, class: c} }
+
+func (s *Sentinel) Error() string { return s.msg }
+
+// Class is the set of classes the sentinel stands for.
+func (s *Sentinel) Class() Class { return s.class }
+
+// Is reports whether target is a sentinel whose classes hold all of s's.
+func (s *Sentinel) Is(target error) bool {
+	t, ok := target.(*Sentinel)
+	return ok && s.class != 0 && s.class&^t.class == 0
+}
 
 // sqlStater is implemented by *pq.Error and by pgx's *pgconn.PgError, so
 // both PostgreSQL drivers are classified without importing either.
@@ -68,6 +123,14 @@ func ClassifySQLState(err error) Class {
 		c |= Locked
 	case code == "25006": // read_only_sql_transaction
 		c |= ReadOnly
+	case code == "23503": // foreign_key_violation
+		c |= ForeignKey
+	case code == "23502": // not_null_violation
+		c |= NotNull
+	case code == "23514": // check_violation
+		c |= Check
+	case code == "57014": // query_canceled: statement_timeout, a cancel request
+		c |= Canceled
 	case len(code) == 5 && code[:2] == "08", // connection_exception
 		code == "57P01", code == "57P02", code == "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
 		c |= ConnLost
@@ -96,6 +159,14 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Is reports whether target is a Sentinel that e's class matches: the
+// public error classes are matched with errors.Is, and errors.As still
+// finds the driver's error inside.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Sentinel)
+	return ok && e.Class.Any(t.class)
+}
+
 // Refused is the error of a statement that a connection refused, unsent,
 // because an earlier error aborted its transaction. It has the class of
 // that error.
@@ -115,7 +186,7 @@ func (d *Dialect) Tag(err error) error {
 	if _, ok := err.(*Error); ok { //nolint:errorlint // tagged by this very wrapper
 		return err
 	}
-	c := d.classify(err)
+	c := d.classify(err) | Transport(err)
 	if c == 0 {
 		return err
 	}
@@ -149,11 +220,13 @@ func ClassOf(err error) Class {
 // have been done.
 var ErrCut = errors.New("the server did not answer by the deadline: connection closed")
 
-// Transport recognises a lost connection whatever the driver.
+// Transport recognises a lost connection whatever the driver. A
+// connection the wrapper cut (ErrCut) is lost and its call Canceled.
 func Transport(err error) Class {
 	switch {
-	case errors.Is(err, ErrCut),
-		errors.Is(err, driver.ErrBadConn),
+	case errors.Is(err, ErrCut):
+		return ConnLost | Aborting | Canceled
+	case errors.Is(err, driver.ErrBadConn),
 		errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET),

@@ -44,6 +44,10 @@ func classString(c dialect.Class) string {
 		{dialect.ReadOnly, "ReadOnly"},
 		{dialect.Stale, "Stale"},
 		{dialect.Locked, "Locked"},
+		{dialect.ForeignKey, "ForeignKey"},
+		{dialect.NotNull, "NotNull"},
+		{dialect.Check, "Check"},
+		{dialect.Canceled, "Canceled"},
 	} {
 		if c&b.c != 0 {
 			parts = append(parts, b.name)
@@ -51,7 +55,7 @@ func classString(c dialect.Class) string {
 		}
 	}
 	if c != 0 {
-		parts = append(parts, fmt.Sprintf("%#x", uint8(c)))
+		parts = append(parts, fmt.Sprintf("%#x", uint16(c)))
 	}
 	return strings.Join(parts, "|")
 }
@@ -257,6 +261,39 @@ func TestClassifyPostgres(t *testing.T) {
 		checkClass(t, d, err, dialect.Unique|dialect.Aborting)
 	})
 
+	t.Run("constraints 23503 23502 23514", func(t *testing.T) {
+		ctx := testContext(t)
+		mustExec(t, ctx, db, `CREATE TABLE child (k int PRIMARY KEY, parent int REFERENCES kv (k), n int NOT NULL CHECK (n >= 0))`)
+		mustExec(t, ctx, db, `INSERT INTO child VALUES (1, 1, 0)`)
+		for _, c := range []struct {
+			query string
+			code  string
+			class dialect.Class
+		}{
+			{`INSERT INTO child VALUES (2, 99, 0)`, "23503", dialect.ForeignKey}, // no such parent
+			{`DELETE FROM kv WHERE k = 1`, "23503", dialect.ForeignKey},          // a parent still referred to
+			{`INSERT INTO child VALUES (2, 1, NULL)`, "23502", dialect.NotNull},
+			{`INSERT INTO child (k, parent) VALUES (2, 1)`, "23502", dialect.NotNull}, // no value, no default
+			{`INSERT INTO child VALUES (2, 1, -1)`, "23514", dialect.Check},
+		} {
+			_, err := db.ExecContext(ctx, c.query)
+			wantPgCode(t, err, c.code)
+			checkClass(t, d, err, c.class|dialect.Aborting)
+		}
+	})
+
+	t.Run("statement timeout 57014", func(t *testing.T) {
+		ctx := testContext(t)
+		tx := mustBegin(t, ctx, db, nil)
+		mustExec(t, ctx, tx, `SET LOCAL statement_timeout = '100ms'`)
+		_, err := tx.ExecContext(ctx, `SELECT pg_sleep(10)`)
+		wantPgCode(t, err, "57014")
+		if !strings.Contains(err.Error(), "statement timeout") {
+			t.Errorf("57014 of a statement timeout says %q", err)
+		}
+		checkClass(t, d, err, dialect.Canceled|dialect.Aborting)
+	})
+
 	t.Run("serialization failure 40001", func(t *testing.T) {
 		ctx := testContext(t)
 		mustExec(t, ctx, db, `CREATE TABLE oncall (name text PRIMARY KEY, on_call bool NOT NULL)`)
@@ -383,7 +420,7 @@ func TestClassifyPostgres(t *testing.T) {
 	// cancel it, and returns the server's query_canceled (57014), not the
 	// context's error; then it discards the connection. The caller gave up:
 	// enginekit answers with the context's error, and the statement's class
-	// says no more than that the transaction is aborted.
+	// says that it was canceled and the transaction is aborted.
 	t.Run("cancelled statement", func(t *testing.T) {
 		ctx := testContext(t)
 		conn := pinned(t, ctx, db)
@@ -394,7 +431,7 @@ func TestClassifyPostgres(t *testing.T) {
 		err := cancelRunning(t, ctx, db, conn, `SELECT pg_sleep(60)`,
 			`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'`, pid)
 		wantPgCode(t, err, "57014")
-		checkClass(t, d, err, dialect.Aborting)
+		checkClass(t, d, err, dialect.Canceled|dialect.Aborting)
 		if _, err := conn.ExecContext(ctx, `SELECT 1`); !errors.Is(err, driver.ErrBadConn) {
 			t.Errorf("next statement after a cancel: %v, want driver.ErrBadConn", err)
 		}
@@ -411,7 +448,7 @@ func TestClassifyPostgres(t *testing.T) {
 			return
 		}
 		wantPgCode(t, err, "57014")
-		checkClass(t, d, err, dialect.Aborting)
+		checkClass(t, d, err, dialect.Canceled|dialect.Aborting)
 	})
 }
 
@@ -447,12 +484,17 @@ func TestClassifyConnRefused(t *testing.T) {
 	checkClass(t, myDialect, refusedMySQL(t), dialect.ConnLost|dialect.Aborting)
 }
 
-func wantMySQLNumber(t *testing.T, err error, number uint16) {
+func wantMySQLNumber(t *testing.T, err error, numbers ...uint16) {
 	t.Helper()
 	var e *mysqldrv.MySQLError
-	if !errors.As(err, &e) || e.Number != number {
-		t.Fatalf("error %v (%T), want MySQL error %d", err, err, number)
+	if errors.As(err, &e) {
+		for _, n := range numbers {
+			if e.Number == n {
+				return
+			}
+		}
 	}
+	t.Fatalf("error %v (%T), want MySQL error %v", err, err, numbers)
 }
 
 func TestClassifyMySQL(t *testing.T) {
@@ -469,6 +511,37 @@ func TestClassifyMySQL(t *testing.T) {
 		_, err := db.ExecContext(ctx, `INSERT INTO kv VALUES (1, 1)`)
 		wantMySQLNumber(t, err, 1062)
 		checkClass(t, d, err, dialect.Unique)
+	})
+
+	t.Run("constraints 1452 1451 1048 1364 4025", func(t *testing.T) {
+		ctx := testContext(t)
+		mustExec(t, ctx, db, `CREATE TABLE child (k int PRIMARY KEY, parent int, n int NOT NULL CHECK (n >= 0),
+			FOREIGN KEY (parent) REFERENCES kv (k)) ENGINE=InnoDB`)
+		mustExec(t, ctx, db, `INSERT INTO child VALUES (1, 1, 0)`)
+		for _, c := range []struct {
+			query   string
+			numbers []uint16
+			class   dialect.Class
+		}{
+			{`INSERT INTO child VALUES (2, 99, 0)`, []uint16{1452}, dialect.ForeignKey}, // no such parent
+			{`DELETE FROM kv WHERE k = 1`, []uint16{1451}, dialect.ForeignKey},          // a parent still referred to
+			{`INSERT INTO child VALUES (2, 1, NULL)`, []uint16{1048}, dialect.NotNull},
+			{`INSERT INTO child (k, parent) VALUES (2, 1)`, []uint16{1364}, dialect.NotNull}, // strict mode: no value, no default
+			{`INSERT INTO child VALUES (2, 1, -1)`, []uint16{4025, 3819}, dialect.Check},     // MariaDB, MySQL 8
+		} {
+			_, err := db.ExecContext(ctx, c.query)
+			wantMySQLNumber(t, err, c.numbers...)
+			checkClass(t, d, err, c.class)
+		}
+	})
+
+	// MariaDB's max_statement_time (1969); MySQL 8's max_execution_time
+	// is 3024, for SELECT only.
+	t.Run("statement timeout 1969", func(t *testing.T) {
+		ctx := testContext(t)
+		_, err := db.ExecContext(ctx, `SET STATEMENT max_statement_time = 0.1 FOR SELECT SLEEP(10)`)
+		wantMySQLNumber(t, err, 1969, 3024)
+		checkClass(t, d, err, dialect.Canceled)
 	})
 
 	t.Run("deadlock 1213", func(t *testing.T) {
@@ -613,6 +686,36 @@ func TestClassifySQLite(t *testing.T) {
 		_, err := db.ExecContext(ctx, `INSERT INTO kv VALUES (1, 0, 'c')`)
 		wantSQLiteCode(t, err, sqlite3.ErrConstraint, sqlite3.ErrConstraintPrimaryKey)
 		checkClass(t, d, err, dialect.Unique)
+	})
+
+	t.Run("constraints 787 1299 275", func(t *testing.T) {
+		ctx := testContext(t)
+		db := openDB(t, "sqlite3", "file:"+path+"?_foreign_keys=1")
+		mustExec(t, ctx, db, `CREATE TABLE child (k INTEGER PRIMARY KEY, parent INTEGER REFERENCES kv (k),
+			n INTEGER NOT NULL CHECK (n >= 0))`)
+		mustExec(t, ctx, db, `INSERT INTO child VALUES (1, 1, 0)`)
+		for _, c := range []struct {
+			query string
+			ext   sqlite3.ErrNoExtended
+			class dialect.Class
+		}{
+			{`INSERT INTO child VALUES (2, 99, 0)`, sqlite3.ErrConstraintForeignKey, dialect.ForeignKey}, // no such parent
+			{`DELETE FROM kv WHERE k = 1`, sqlite3.ErrConstraintForeignKey, dialect.ForeignKey},          // a parent still referred to
+			{`INSERT INTO child VALUES (2, 1, NULL)`, sqlite3.ErrConstraintNotNull, dialect.NotNull},
+			{`INSERT INTO child (k, parent) VALUES (2, 1)`, sqlite3.ErrConstraintNotNull, dialect.NotNull},
+			{`INSERT INTO child VALUES (2, 1, -1)`, sqlite3.ErrConstraintCheck, dialect.Check},
+		} {
+			_, err := db.ExecContext(ctx, c.query)
+			wantSQLiteCode(t, err, sqlite3.ErrConstraint, c.ext)
+			checkClass(t, d, err, c.class)
+		}
+	})
+
+	// go-sqlite3 interrupts a statement whose ctx ends and returns the
+	// ctx's error (see "statement past its deadline"): SQLITE_INTERRUPT
+	// reaches a caller only from an interrupt of another kind.
+	t.Run("interrupt 9", func(t *testing.T) {
+		checkClass(t, d, sqlite3.Error{Code: sqlite3.ErrInterrupt}, dialect.Canceled)
 	})
 
 	t.Run("busy 5", func(t *testing.T) {
