@@ -26,24 +26,48 @@ var (
 
 // Config configures one engine. The zero value of a field means its
 // default; the pool fields map SQLAlchemy's pool settings onto database/sql.
+//
+// Its fields carry json, yaml and mapstructure tags with the snake_case
+// keys ConfigFromEnv reads (max_open_conns, connect_timeout...), so that
+// configuration loaders fill it without glue. Durations are Go durations
+// ("5s", "1m30s"): see UnmarshalJSON for JSON; gopkg.in/yaml.v3 reads
+// "5s" into a time.Duration field by itself; mapstructure needs its
+// StringToTimeDurationHookFunc, which viper and koanf use by default.
 type Config struct {
-	Name            string        // engine name, default "primary"; labels metrics, names Fx values
-	Driver          string        // "postgres", "mysql" or "sqlite3"; inferred from the DSN among the drivers given when empty
-	DSN             string        // postgres://..., mysql DSN or mysql://..., file path / file: URI / :memory:
-	Replicas        []string      // read-only DSNs: read-only scopes go to a healthy one (round robin), else the primary
-	MaxOpenConns    int           // pool_size + max_overflow; default 15
-	MaxIdleConns    int           // pool_size; default 5 (never more than MaxOpenConns)
-	ConnMaxLifetime time.Duration // pool_recycle; default 30m
-	ConnMaxIdleTime time.Duration // default 5m
-	AcquireTimeout  time.Duration // pool_timeout: a scope waiting longer for a connection fails; default 30s
-	ConnectTimeout  time.Duration // how long start waits (retrying with backoff) for the database; default 10s
-	QueryTimeout    time.Duration // default deadline of a statement whose ctx has none (not supported yet: rejected)
-	SlowQuery       time.Duration // statements at least this long are reported to the monitor as slow (0: none)
-	LeakThreshold   time.Duration // a connection held longer is reported to the monitor with the stack that took it (0: off)
-	StatementCache  int           // prepared statements kept per engine: 0 = default (256), -1 = off (PgBouncer in transaction mode), n = size
-	HealthInterval  time.Duration // how often replicas and the primary are checked in the background
-	DeadPeerTimeout time.Duration // a connection whose server stopped answering (TCP keepalive, TCP_USER_TIMEOUT) fails after this; default 30s, -1 = the system's
-	IdleCheck       time.Duration // a connection idle longer is checked for a server that closed it when taken from the pool; default 1s, -1 = never
+	// engine name, default "primary"; labels metrics, names Fx values
+	Name string `json:"name" yaml:"name" mapstructure:"name"`
+	// "postgres", "mysql" or "sqlite3"; inferred from the DSN among the drivers given when empty
+	Driver string `json:"driver" yaml:"driver" mapstructure:"driver"`
+	// postgres://..., mysql DSN or mysql://..., file path / file: URI / :memory:
+	DSN string `json:"dsn" yaml:"dsn" mapstructure:"dsn"`
+	// read-only DSNs: read-only scopes go to a healthy one (round robin), else the primary
+	Replicas []string `json:"replicas" yaml:"replicas" mapstructure:"replicas"`
+	// pool_size + max_overflow; default 15
+	MaxOpenConns int `json:"max_open_conns" yaml:"max_open_conns" mapstructure:"max_open_conns"`
+	// pool_size; default 5 (never more than MaxOpenConns)
+	MaxIdleConns int `json:"max_idle_conns" yaml:"max_idle_conns" mapstructure:"max_idle_conns"`
+	// pool_recycle; default 30m
+	ConnMaxLifetime time.Duration `json:"conn_max_lifetime" yaml:"conn_max_lifetime" mapstructure:"conn_max_lifetime"`
+	// default 5m
+	ConnMaxIdleTime time.Duration `json:"conn_max_idle_time" yaml:"conn_max_idle_time" mapstructure:"conn_max_idle_time"`
+	// pool_timeout: a scope waiting longer for a connection fails; default 30s
+	AcquireTimeout time.Duration `json:"acquire_timeout" yaml:"acquire_timeout" mapstructure:"acquire_timeout"`
+	// how long start waits (retrying with backoff) for the database; default 10s
+	ConnectTimeout time.Duration `json:"connect_timeout" yaml:"connect_timeout" mapstructure:"connect_timeout"`
+	// default deadline of a statement whose ctx has none (not supported yet: rejected)
+	QueryTimeout time.Duration `json:"query_timeout" yaml:"query_timeout" mapstructure:"query_timeout"`
+	// statements at least this long are reported to the monitor as slow (0: none)
+	SlowQuery time.Duration `json:"slow_query" yaml:"slow_query" mapstructure:"slow_query"`
+	// a connection held longer is reported to the monitor with the stack that took it (0: off)
+	LeakThreshold time.Duration `json:"leak_threshold" yaml:"leak_threshold" mapstructure:"leak_threshold"`
+	// prepared statements kept per engine: 0 = default (256), -1 = off (PgBouncer in transaction mode), n = size
+	StatementCache int `json:"statement_cache" yaml:"statement_cache" mapstructure:"statement_cache"`
+	// how often replicas and the primary are checked in the background
+	HealthInterval time.Duration `json:"health_interval" yaml:"health_interval" mapstructure:"health_interval"`
+	// a connection whose server stopped answering (TCP keepalive, TCP_USER_TIMEOUT) fails after this; default 30s, -1 = the system's
+	DeadPeerTimeout time.Duration `json:"dead_peer_timeout" yaml:"dead_peer_timeout" mapstructure:"dead_peer_timeout"`
+	// a connection idle longer is checked for a server that closed it when taken from the pool; default 1s, -1 = never
+	IdleCheck time.Duration `json:"idle_check" yaml:"idle_check" mapstructure:"idle_check"`
 }
 
 // Defaults filled in by Open for zero fields.

@@ -119,12 +119,12 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// MarshalJSON writes c as encoding/json writes a struct, field names and
-// all, the DSNs without passwords. Decoding is unchanged, so a Config read
-// from JSON (or filled by any loader) keeps its passwords; the JSON that
-// MarshalJSON writes does not hold them, and is for showing, not for
-// reading back.
-func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.redacted()) }
+// MarshalJSON writes c as a JSON object under its json tags (dsn,
+// max_open_conns...), the durations as Go durations ("5s"), the DSNs
+// without passwords. UnmarshalJSON reads it back: the same Config but for
+// the passwords, which the JSON does not hold (a Config read from JSON, or
+// filled by any loader, keeps its own).
+func (c Config) MarshalJSON() ([]byte, error) { return marshalJSON(c.redacted()) }
 
 // eachField calls fn with the snake_case name and value of each field of
 // c, redacted.

@@ -177,9 +177,13 @@ func TestConfigPrintsEveryField(t *testing.T) {
 	if got, want := fmt.Sprintf("%#v", c), strings.ReplaceAll(strings.Replace(raw, "dbfx_test.plain", "dbfx.Config", 1), marker, "xxxxx"); got != want {
 		t.Errorf("GoString:\n got %s\nwant %s", got, want)
 	}
-	rawJSON, _ := json.Marshal(plain(c))
-	if got, _ := json.Marshal(c); string(got) != strings.ReplaceAll(string(rawJSON), marker, "xxxxx") {
-		t.Errorf("JSON:\n got %s\nwant %s", got, rawJSON)
+	wantJSON := `{"name":"app","driver":"mysql","dsn":"app:xxxxx@tcp(db:3306)/app",` +
+		`"replicas":["app:xxxxx@tcp(replica:3306)/app"],"max_open_conns":7,"max_idle_conns":3,` +
+		`"conn_max_lifetime":"1h0m0s","conn_max_idle_time":"1m0s","acquire_timeout":"2s","connect_timeout":"4s",` +
+		`"query_timeout":"5s","slow_query":"6ms","leak_threshold":"7s","statement_cache":-1,"health_interval":"8s",` +
+		`"dead_peer_timeout":"9s","idle_check":"-1ns"}`
+	if got, _ := json.Marshal(c); string(got) != wantJSON {
+		t.Errorf("JSON:\n got %s\nwant %s", got, wantJSON)
 	}
 
 	enc := zapcore.NewMapObjectEncoder()
