@@ -7,7 +7,8 @@
 // session scopes and repositories are all observed; transactions by the
 // session scopes that own them.
 //
-// Monitors: Nop, Multi, NewZap (log lines), prommon.New (Prometheus
+// Monitors: Nop, Multi, NewZap and NewSlog (log lines, each failure at
+// the level of its error's class; FailureLevel), prommon.New (Prometheus
 // metrics; in package github.com/enginekit/enginekit/monitor/prommon, so
 // that only the programs that use it link the Prometheus client), or any
 // type of your own with the two methods of Monitor:

@@ -53,6 +53,48 @@
 //     read-only transaction has no outcome in doubt, so one whose
 //     connection was lost, on a statement or on COMMIT, is retried.
 //
+// # Errors
+//
+// What a database's error means is matched with errors.Is, the same way
+// on every database; errors.As still finds the driver's own error
+// (*pq.Error, *mysql.MySQLError, sqlite3.Error) for its details. The
+// connection wrapper under an engine's pools (dbfx) classifies each
+// driver error as it passes; an error of a pool opened by hand and given
+// to New is classified for the scope's retries, but matches none of
+// these.
+//
+//	class          PostgreSQL (SQLSTATE)        MySQL / MariaDB (number)          SQLite (extended code)
+//	ErrDuplicate   23505 unique_violation       1062                              2067 UNIQUE, 1555 PRIMARYKEY
+//	ErrForeignKey  23503 foreign_key_violation  1452, 1451 (1216, 1217)           787 FOREIGNKEY
+//	ErrNotNull     23502 not_null_violation     1048, 1364 (strict mode)          1299 NOTNULL
+//	ErrCheck       23514 check_violation        3819 (MySQL 8), 4025 (MariaDB)    275 CHECK
+//	ErrConflict    40001, 40P01                 1213, 1205                        5 BUSY (all), 6 LOCKED (all)
+//	ErrLocked      55P03 lock_not_available     3572 (MySQL 8), 1205              -
+//	ErrConnLost    08xxx, 57P01-57P03; EOF,     1053, 1927, 4031, 2006, 2013;     -
+//	               reset, bad conn, cut         invalid connection, reset, cut
+//	ErrReadOnly    25006                        1792, 1836, 1290 (--read-only)    8 READONLY (all)
+//	ErrCanceled    57014 query_canceled         3024 (MySQL 8), 1969 (MariaDB),   9 INTERRUPT
+//	                                            1317
+//
+// ErrConstraint matches each of ErrDuplicate, ErrForeignKey, ErrNotNull
+// and ErrCheck. 1205 (lock wait timeout, which MariaDB also returns for
+// NOWAIT) is both ErrConflict and ErrLocked. "cut" is a call whose ctx
+// ended while its server did not answer: enginekit closed the connection,
+// and the error is ErrConnLost and ErrCanceled as well as the ctx's
+// error. A statement whose ctx ended is context.Canceled or
+// context.DeadlineExceeded: lib/pq returns the server's 57014 then
+// (ErrCanceled), the mysql and sqlite3 drivers the ctx's error alone,
+// which matches no class. repo.ErrDuplicate and repo.ErrLocked match
+// the same errors as ErrDuplicate and ErrLocked.
+//
+//	if errors.Is(err, session.ErrDuplicate) {
+//		return http.StatusConflict
+//	}
+//	var pe *pq.Error
+//	if errors.As(err, &pe) {
+//		log.Println(pe.Constraint)
+//	}
+//
 // # Prepared statements
 //
 // Prepared(ctx) is Q(ctx) for SQL whose text is fixed (repositories use

@@ -65,7 +65,7 @@ var (
 	// ErrConflict: the transaction conflicted with another (serialization
 	// failure, deadlock, lock wait timeout, SQLite busy): running it again
 	// may succeed, and transaction scopes do (Retry). A RetryError whose
-	// attempts all conflicted matches it too. IsRetryable says the same
+	// last attempt conflicted matches it too. IsRetryable says the same
 	// of the errors it knows.
 	ErrConflict error = dialect.NewSentinel("session: transaction conflict", dialect.Retryable)
 	// ErrLocked: a row the statement had to lock was locked by another

@@ -16,8 +16,12 @@
 // log lines go to the engine's logger at debug level.
 //
 // Errors: deadlocks (1213) and lock wait timeouts (1205) are retried and
-// abort the transaction, 1062 is a unique violation, 1792 a refused write,
-// 1053, 1927 and 4031 a lost connection.
+// abort the transaction, 1062 is a unique violation, 1451 and 1452 a
+// foreign key, 1048 and 1364 a not-null, 3819 and 4025 a check violation,
+// 3572 a locked row, 3024, 1969 and 1317 a canceled statement, 1792, 1836
+// and 1290 (--read-only) a refused write, 1053, 1927, 4031, 2006 and 2013
+// a lost connection. Package session's doc has the table of the error
+// classes matched with errors.Is.
 //
 // Cancelled statements: MySQL and MariaDB run a statement to its end when
 // its client gives up on it (the driver closes its socket when the ctx

@@ -15,8 +15,11 @@
 // no password; the password, wherever it came from, is redacted from
 // every error, and TLS is judged by the sslmode lib/pq will use.
 // Errors are classified by SQLSTATE: 40001 and 40P01 are retried, 23505 is
-// a unique violation, 25006 a refused write, class 08 and 57P01-57P03 a
-// lost connection; every server error aborts the transaction it ran in.
+// a unique violation, 23503 a foreign key, 23502 a not-null and 23514 a
+// check violation, 55P03 a locked row, 57014 a canceled statement, 25006 a
+// refused write, class 08 and 57P01-57P03 a lost connection; every server
+// error aborts the transaction it ran in. Package session's doc has the
+// table of the error classes matched with errors.Is.
 package postgres
 
 import (

@@ -19,7 +19,10 @@
 //
 // Errors: SQLITE_BUSY and SQLITE_LOCKED (with their extended codes) are
 // retried and abort the transaction, a UNIQUE or PRIMARY KEY constraint is
-// a unique violation, SQLITE_READONLY a refused write.
+// a unique violation, FOREIGNKEY, NOTNULL and CHECK the violations of
+// theirs, SQLITE_INTERRUPT a canceled statement, SQLITE_READONLY a refused
+// write. Package session's doc has the table of the error classes matched
+// with errors.Is.
 //
 // go-sqlite3 is C: built with CGO_ENABLED=0 the package still compiles,
 // so that a program that imports it can be built and vetted, but every
