@@ -2,6 +2,7 @@ package dbfx
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 
 	"go.uber.org/fx"
@@ -19,10 +20,26 @@ const OptionsGroup = "enginekit.options"
 
 // Options hands Options to the primary engine of Module through the Fx
 // graph, in the OptionsGroup group: dbfx.Options(dbfx.WithPreparedQueries()).
-func Options(opts ...Option) fx.Option {
+// They do not reach the engines of Named: give those OptionsFor.
+func Options(opts ...Option) fx.Option { return provideOptions(OptionsGroup, opts) }
+
+// OptionsFor hands Options to the engine Named(name, ...) through the Fx
+// graph, in the group OptionsGroupFor(name), as Options does for the
+// primary engine: a module that owns the audit database's migrations, say,
+// puts dbfx.OptionsFor("audit", migrate.OnStart(auditMigrations)) in the
+// graph. The engine takes them after the Options given to Named.
+func OptionsFor(name string, opts ...Option) fx.Option {
+	return provideOptions(OptionsGroupFor(name), opts)
+}
+
+// OptionsGroupFor is the Fx value group from which the engine Named(name,
+// ...) takes further Options: "enginekit.options.<name>".
+func OptionsGroupFor(name string) string { return OptionsGroup + "." + name }
+
+func provideOptions(group string, opts []Option) fx.Option {
 	provides := make([]any, len(opts))
 	for i, o := range opts {
-		provides[i] = fx.Annotate(func() Option { return o }, fx.ResultTags(`group:"`+OptionsGroup+`"`))
+		provides[i] = fx.Annotate(func() Option { return o }, fx.ResultTags(`group:"`+group+`"`))
 	}
 	return fx.Provide(provides...)
 }
@@ -84,16 +101,48 @@ func DefaultConfig(cfg Config) fx.Option {
 }
 
 // Named provides a further database: an *Engine and a *session.Manager
-// tagged name:"<name>" (the name wins over cfg.Name), on the graph's
-// drivers, *zap.Logger and monitor.Monitor as Module. Take them with
-// fx.Annotate(f, fx.ParamTags(`name:"<name>"`)) or an fx.In field tagged
-// so.
+// tagged name:"<name>" (the name wins over the Config's Name), on the
+// graph's drivers, *zap.Logger and monitor.Monitor as Module, with opts
+// and then the Options that OptionsFor(name, ...) put in the graph. Take
+// them with fx.Annotate(f, fx.ParamTags(`name:"<name>"`)) or an fx.In
+// field tagged so.
+//
+// Its Config is cfg, or, when cfg is the zero Config, the Config the graph
+// holds under the tag name:"<name>", as a configuration module provides
+// it:
+//
+//	fx.Provide(fx.Annotate(loadAuditConfig, fx.ResultTags(`name:"audit"`)))
+//	dbfx.Named("audit", dbfx.Config{})
+//
+// A zero cfg with no such Config in the graph, or a non-zero cfg with
+// one, fails the app's construction with an error saying so.
 func Named(name string, cfg Config, opts ...Option) fx.Option {
-	cfg.Name = name
 	tag := `name:"` + name + `"`
+	given := !reflect.ValueOf(cfg).IsZero()
+	// graphDeps is an fx.In struct, which fx.Annotate cannot tag beside
+	// the tagged parameters: its fields are taken one by one.
+	build := func(lc fx.Lifecycle, ds []Driver, log *zap.Logger, mon monitor.Monitor,
+		fromGraph Config, more []Option) (*Engine, *session.Manager, error) {
+		deps := graphDeps{Lifecycle: lc, Drivers: ds, Log: log, Monitor: mon}
+		c := cfg
+		inGraph := !reflect.ValueOf(fromGraph).IsZero()
+		switch {
+		case given && inGraph:
+			return nil, nil, fmt.Errorf("dbfx: Named(%q): two Configs: one given to Named and one in the graph tagged %s; "+
+				"pass dbfx.Config{} to Named to use the graph's", name, tag)
+		case !given && !inGraph:
+			return nil, nil, fmt.Errorf("dbfx: Named(%q) was given the zero Config and the graph has no Config tagged %s: "+
+				"provide one with fx.Annotate(f, fx.ResultTags(`%s`)) or pass it to Named", name, tag, tag)
+		case inGraph:
+			c = fromGraph
+		}
+		c.Name = name
+		return newHooked(deps, c, append(opts[:len(opts):len(opts)], more...))
+	}
 	return fx.Module("enginekit."+name,
-		fx.Provide(fx.Annotate(
-			func(deps graphDeps) (*Engine, *session.Manager, error) { return newHooked(deps, cfg, opts) },
+		fx.Provide(fx.Annotate(build,
+			fx.ParamTags(``, `group:"`+DriversGroup+`"`, `optional:"true"`, `optional:"true"`,
+				tag+` optional:"true"`, `group:"`+OptionsGroupFor(name)+`"`),
 			fx.ResultTags(tag, tag))),
 		fx.Invoke(fx.Annotate(func(*Engine) {}, fx.ParamTags(tag))),
 	)

@@ -87,7 +87,8 @@ func OnStart(fsys fs.FS) dbfx.Option {
 
 // Module applies the migrations of fsys when the primary engine of
 // dbfx.Module starts: it puts OnStart(fsys) in dbfx.OptionsGroup. Give
-// a Named engine OnStart among its Options.
+// a Named engine OnStart among its Options, or put
+// dbfx.OptionsFor(name, OnStart(fsys)) in the graph.
 func Module(fsys fs.FS) fx.Option {
 	return fx.Module("enginekit.migrate", dbfx.Options(OnStart(fsys)))
 }
