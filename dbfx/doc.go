@@ -20,7 +20,8 @@
 // session.ErrNotStarted, and nothing reaches the database (no connection
 // is opened, no SQLite file created), so that nothing runs on a pool that
 // skipped the connect retry and the migrations; Health reports the engine
-// down, "engine not started". Do database work in an OnStart hook appended
+// starting, "engine not started" (and "engine starting" while its start
+// runs). Do database work in an OnStart hook appended
 // after the engine's (an fx.Invoke that registers one), or once the app
 // has started. From the first step of the start on, everything goes
 // through. A start that fails closes the pools, and the engine stays
@@ -140,10 +141,10 @@
 // pool that has none free, each pool counted on its own, SQLite's single
 // writer included; or a replica is down) or down, with the latency and the
 // pool's figures, on a connection kept apart from the pools. HealthHandler
-// serves it as JSON to GET and HEAD for a readiness probe (503 only when
-// down); its JSON shows no error text and no address, which go to the
+// serves it as JSON to GET and HEAD for a readiness probe (503 when down,
+// and "starting" with 503 until the engine's start completes); its JSON shows no error text and no address, which go to the
 // engine's log. Engine.Check is the same for probe libraries (an error
-// matching ErrDown only when down), and LiveHandler answers a liveness
+// matching ErrDown only when down or starting), and LiveHandler answers a liveness
 // probe without touching any database.
 //
 // Configuration errors name every bad field (ErrConfig), connection
@@ -153,6 +154,8 @@
 // MarshalLogObject (zap.Any), LogValue (slog) and MarshalJSON show the DSN
 // and the replicas' DSNs with their passwords (user:password@, password=,
 // _auth_pass=...) replaced by xxxxx, and a DSN they cannot read as its
-// form and "(unparsed)". Decoding a Config (encoding/json, a loader that
-// sets its fields, ConfigFromEnv) is unchanged.
+// form and "(unparsed)". Decoding a Config (encoding/json through
+// UnmarshalJSON, a loader that sets its fields, ConfigFromEnv) keeps the
+// passwords; MarshalJSON's output reads back into the same Config but for
+// them.
 package dbfx

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/enginekit/enginekit/monitor"
+	"github.com/enginekit/enginekit/session"
 )
 
 // Status is an engine's health.
@@ -24,9 +25,14 @@ const (
 	StatusOK       Status = "ok"       // the database answers and the pool has room
 	StatusDegraded Status = "degraded" // the database answers, but callers queue for a connection (a replica may be down)
 	StatusDown     Status = "down"     // the database does not answer
+	// StatusStarting: the engine has not started yet (before its OnStart,
+	// or while its start connects and runs its startup steps such as
+	// migrations); it is not ready, and does not touch the database.
+	StatusStarting Status = "starting"
 )
 
-// ErrDown: Check found the engine down. Matched with errors.Is.
+// ErrDown: Check found the engine down, or not started yet. Matched with
+// errors.Is.
 var ErrDown = errors.New("dbfx: database down")
 
 // Health is the result of one health check. Its JSON (what HealthHandler
@@ -36,9 +42,9 @@ var ErrDown = errors.New("dbfx: database down")
 // the engine's log.
 type Health struct {
 	Status Status `json:"status"`
-	// Reason says why it is down, in enginekit's words: "engine not
-	// started", "engine failed to start", "engine closed" or "the
-	// database does not answer".
+	// Reason says why it is down or starting, in enginekit's words:
+	// "engine not started", "engine starting", "engine failed to start",
+	// "engine closed" or "the database does not answer".
 	Reason  string        `json:"reason,omitempty"`
 	Latency time.Duration `json:"-"`
 	// Error says why it is down as the driver said it (the password
@@ -126,17 +132,21 @@ func (e *Engine) Health(ctx context.Context) Health {
 
 // Check is Health for probe libraries: nil when the engine is ok or
 // degraded (it answers; degraded must not fail a readiness probe under
-// load), an error matching ErrDown when it is down. The error's text names
+// load), an error matching ErrDown when it is down or starting (then
+// session.ErrNotStarted too). The error's text names
 // the engine and says why, without the driver's error (a probe library
 // may show it to whoever reaches its endpoint): that is in the engine's
 // log, and errors.Is and errors.As find it in the error.
 func (e *Engine) Check(ctx context.Context) error {
 	h, cause := e.check(ctx)
-	if h.Status != StatusDown {
+	switch h.Status {
+	case StatusOK, StatusDegraded:
 		return nil
+	case StatusStarting:
+		cause = session.ErrNotStarted
 	}
 	reason := h.Reason
-	if cause != nil {
+	if cause != nil && h.Status == StatusDown {
 		reason += " (the engine's log has the driver's error)"
 	}
 	return &downError{msg: fmt.Sprintf("%v: engine %q: %s", ErrDown, e.Name(), reason), cause: cause}
@@ -175,7 +185,11 @@ func (e *Engine) check(ctx context.Context) (Health, error) {
 	}
 	switch e.state.Load() {
 	case stateNew:
-		h.Status, h.Reason = StatusDown, "engine not started"
+		h.Status, h.Reason = StatusStarting, "engine not started"
+		h.Error = h.Reason
+		return h, nil
+	case stateStarting:
+		h.Status, h.Reason = StatusStarting, "engine starting"
 		h.Error = h.Reason
 		return h, nil
 	case stateFailed:
@@ -244,9 +258,11 @@ func (e *Engine) logHealth(err error, msg string) {
 // HealthHandler serves the health of the engines as JSON to GET and HEAD
 // (other methods get 405 with an Allow header):
 // {"status": ..., "engines": {name: Health}}. The status is the worst of
-// the engines'. It answers 503 only when an engine cannot reach its
-// database: an exhausted pool is "degraded" and still 200, so readiness
-// does not flap under load. The JSON shows statuses, reasons in
+// the engines' (down, then starting, then degraded, then ok). It answers
+// 503 when an engine cannot reach its database, and "starting" with 503
+// before an engine's start has completed (before the app's OnStart hooks
+// ran, and while its start connects and migrates): an exhausted pool is
+// "degraded" and still 200, so readiness does not flap under load. The JSON shows statuses, reasons in
 // enginekit's words, latencies and pool figures, never a driver's error
 // text or an address: a check that fails logs them on its engine's logger. It checks the database: for a liveness
 // probe, which must not fail when the database does, use LiveHandler.
@@ -269,19 +285,22 @@ func HealthHandler(engines ...*Engine) http.Handler {
 				mu.Lock()
 				defer mu.Unlock()
 				res.Engines[e.Name()] = h
-				if h.Status == StatusDown || (h.Status == StatusDegraded && res.Status == StatusOK) {
+				if severity[h.Status] > severity[res.Status] {
 					res.Status = h.Status
 				}
 			}()
 		}
 		wg.Wait()
 		code := http.StatusOK
-		if res.Status == StatusDown {
+		if res.Status == StatusDown || res.Status == StatusStarting {
 			code = http.StatusServiceUnavailable
 		}
 		writeJSON(w, r, code, res)
 	})
 }
+
+// severity orders the statuses for HealthHandler: the worst wins.
+var severity = map[Status]int{StatusOK: 0, StatusDegraded: 1, StatusStarting: 2, StatusDown: 3}
 
 // LiveHandler serves a liveness probe: 200 {"status":"ok"} to GET and
 // HEAD (other methods get 405 with an Allow header), without touching any

@@ -17,6 +17,7 @@ import (
 
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
+	"github.com/enginekit/enginekit/session"
 )
 
 // serve sends a request to h and returns the recorded answer.
@@ -215,7 +216,8 @@ func TestCheckBeforeStartAndAfterClose(t *testing.T) {
 		var e *dbfx.Engine
 		app := fxtest.New(t, fx.Supply(cfg), fx.Populate(&e))
 		ctx := testContext(t)
-		if err := e.Check(ctx); !errors.Is(err, dbfx.ErrDown) || !strings.Contains(err.Error(), "engine not started") {
+		if err := e.Check(ctx); !errors.Is(err, dbfx.ErrDown) || !errors.Is(err, session.ErrNotStarted) ||
+			!strings.Contains(err.Error(), "engine not started") {
 			t.Fatalf("Check before the start = %v", err)
 		}
 		checkMethods(t, dbfx.HealthHandler(e), http.StatusServiceUnavailable)

@@ -157,10 +157,11 @@ func TestBeforeStart(t *testing.T) {
 				t.Errorf("before start the SQLite file exists (%v)", err)
 			}
 		}
-		if health.Status != dbfx.StatusDown || health.Error != "engine not started" || health.Latency != 0 {
-			t.Errorf("health before start = %+v, want down, engine not started, no ping", health)
+		if health.Status != dbfx.StatusStarting || health.Error != "engine not started" || health.Latency != 0 {
+			t.Errorf("health before start = %+v, want starting, engine not started, no ping", health)
 		}
-		if handlerCode != http.StatusServiceUnavailable || !strings.Contains(handlerBody, "engine not started") {
+		if handlerCode != http.StatusServiceUnavailable || !strings.Contains(handlerBody, `{"status":"starting"`) ||
+			!strings.Contains(handlerBody, "engine not started") {
 			t.Errorf("health handler before start: %d %s", handlerCode, handlerBody)
 		}
 
