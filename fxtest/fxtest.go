@@ -5,7 +5,22 @@
 // ENGINEKIT_TEST_MYSQL_DSN, create a fresh database for the test and drop it
 // at cleanup. They skip the test when their variable is unset, unless
 // ENGINEKIT_TEST_REQUIRE (e.g. "postgres,mysql") names them: then a missing
-// variable or an unreachable server fails it.
+// variable or an unreachable server fails it. The databases' names start
+// with ENGINEKIT_TEST_DB_PREFIX (default "ek_"; a lower-case letter, then
+// at most 23 lower-case letters, digits and underscores), for servers
+// whose naming policy asks for another, then say which test made them:
+// ENGINEKIT_TEST_DB_PREFIX=ci_ names them ci_testorders_3f2a..., say.
+//
+// The package's name is that of go.uber.org/fx/fxtest, whose *fxtest.App
+// New returns. A test that needs both imports one under another name:
+//
+//	import (
+//		"go.uber.org/fx/fxtest"
+//
+//		ekfxtest "github.com/enginekit/enginekit/fxtest"
+//	)
+//
+//	var app *fxtest.App = ekfxtest.New(t, fx.Supply(ekfxtest.Postgres(t)))
 package fxtest
 
 import (

@@ -26,7 +26,37 @@ const (
 	EnvPostgres = "ENGINEKIT_TEST_POSTGRES_DSN"
 	EnvMySQL    = "ENGINEKIT_TEST_MYSQL_DSN"
 	EnvRequire  = "ENGINEKIT_TEST_REQUIRE" // comma-separated: postgres,mysql
+	// EnvPrefix starts the name of every test database (default
+	// DefaultPrefix), for a CI whose servers ask for a naming policy.
+	EnvPrefix = "ENGINEKIT_TEST_DB_PREFIX"
 )
+
+// DefaultPrefix starts test databases' names when EnvPrefix is unset.
+const DefaultPrefix = "ek_"
+
+// maxPrefix keeps a name within PostgreSQL's 63 bytes and MySQL's 64.
+const maxPrefix = 24
+
+// Prefix is the start of test databases' names: ENGINEKIT_TEST_DB_PREFIX,
+// else DefaultPrefix. It is used as it is (give "ci_" for ci_<test>_...),
+// and must be a lower-case letter followed by at most 23 lower-case
+// letters, digits and underscores, so that it needs no quoting and names
+// stay short enough for both servers.
+func Prefix() (string, error) {
+	p, set := os.LookupEnv(EnvPrefix)
+	if !set {
+		return DefaultPrefix, nil
+	}
+	valid := p != "" && len(p) <= maxPrefix && p[0] >= 'a' && p[0] <= 'z'
+	for _, r := range p {
+		valid = valid && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
+	}
+	if !valid {
+		return "", fmt.Errorf("%s=%q: want a lower-case letter followed by at most %d lower-case letters, digits and underscores",
+			EnvPrefix, p, maxPrefix-1)
+	}
+	return p, nil
+}
 
 // Required reports whether ENGINEKIT_TEST_REQUIRE names the engine.
 func Required(engine string) bool {
@@ -115,10 +145,16 @@ func create(tb testing.TB, driverName, admin, createSQL, dropSQL string) {
 	})
 }
 
-// Name makes a database name that is unique and says which test made it.
+// Name makes a database name that is unique and says which test made it,
+// starting with Prefix.
 func Name(tb testing.TB) string {
+	tb.Helper()
+	prefix, err := Prefix()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	var b strings.Builder
-	b.WriteString("ek_")
+	b.WriteString(prefix)
 	for _, r := range strings.ToLower(tb.Name()) {
 		if b.Len() >= 40 {
 			break
