@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
@@ -315,4 +316,61 @@ func conflict(t *testing.T, ctx context.Context, e *dbfx.Engine, d string, cfg d
 	}
 	t.Fatalf("deadlock: errors %v and %v, want exactly one", errs[0], errs[1])
 	return nil
+}
+
+// TestCutCallIsLostAndCanceled: a statement whose server stops answering
+// ends at its ctx's deadline; on PostgreSQL, whose driver waits for the
+// server, with the connection cut: its error is the ctx's, ErrCanceled
+// and ErrConnLost. A COMMIT cut so is ErrAmbiguousCommit and ErrConnLost
+// on both.
+func TestCutCallIsLostAndCanceled(t *testing.T) {
+	for _, newCfg := range []func(testing.TB) dbfx.Config{fxtest.Postgres, fxtest.MySQL} {
+		cfg := newCfg(t)
+		t.Run(cfg.Driver, func(t *testing.T) {
+			cfg, p := behindProxy(t, cfg)
+			e := open(t, cfg)
+			m := e.Sessions()
+			createTable(t, e, "cut")
+			insert := func(ctx context.Context, id int) error {
+				_, err := m.Q(ctx).ExecContext(ctx, m.Q(ctx).Rebind("INSERT INTO cut (id) VALUES (?)"), id)
+				return err
+			}
+
+			p.Freeze()
+			ctx, cancel := context.WithTimeout(testContext(t), time.Second)
+			err := insert(ctx, 1)
+			cancel()
+			p.Thaw()
+			t.Logf("statement: %v", err)
+			targets := []error{context.DeadlineExceeded, session.ErrCanceled, session.ErrConnLost}
+			if cfg.Driver == "mysql" {
+				// The mysql driver gives up on its own at the deadline (it
+				// closes its socket) and returns the ctx's error alone,
+				// before the wrapper would cut the connection.
+				targets = targets[:1]
+			}
+			for _, target := range targets {
+				if !errors.Is(err, target) {
+					t.Errorf("errors.Is(%v, %v) = false", err, target)
+				}
+			}
+
+			ctx, cancel = context.WithTimeout(testContext(t), time.Second)
+			defer cancel()
+			err = m.Tx(ctx, func(ctx context.Context) error {
+				if err := insert(ctx, 2); err != nil {
+					return err
+				}
+				p.Freeze() // the COMMIT gets no answer
+				return nil
+			})
+			p.Thaw()
+			t.Logf("commit: %v", err)
+			for _, target := range []error{session.ErrAmbiguousCommit, session.ErrConnLost, context.DeadlineExceeded} {
+				if !errors.Is(err, target) {
+					t.Errorf("errors.Is(%v, %v) = false", err, target)
+				}
+			}
+		})
+	}
 }
