@@ -261,6 +261,15 @@ func urlScheme(dsn string) (string, bool) {
 // mysql driver read theirs.
 func redactURL(dsn string) (out string, secrets []string, ok bool) {
 	u, err := url.Parse(dsn)
+	hosts := ""
+	if err != nil {
+		// A list of hosts (a primary and its standbys) that net/url
+		// refuses: db1:5432,db2 or [::1]:5432,[::2]:5432.
+		var one string
+		if one, hosts, ok = oneHost(dsn); ok {
+			u, err = url.Parse(one)
+		}
+	}
 	if err != nil || u.Opaque != "" {
 		return "", nil, false
 	}
@@ -287,7 +296,11 @@ func redactURL(dsn string) (out string, secrets []string, ok bool) {
 		}
 		b.WriteByte('@')
 	}
-	b.WriteString(u.Host)
+	if hosts != "" {
+		b.WriteString(hosts)
+	} else {
+		b.WriteString(u.Host)
+	}
 	b.WriteString(u.EscapedPath())
 	if u.RawQuery != "" || u.ForceQuery {
 		b.WriteByte('?')
@@ -295,6 +308,32 @@ func redactURL(dsn string) (out string, secrets []string, ok bool) {
 		secrets = append(secrets, querySecrets(u.RawQuery)...)
 	}
 	return b.String(), secrets, true // the fragment, which no driver reads, is left out
+}
+
+// oneHost returns dsn, a URL whose authority ends in a list of hosts
+// (h1:5432,h2), with the list replaced by one host name, and the list; ok
+// is false for any other DSN, and for a list of anything but host names,
+// IP addresses in brackets and ports.
+func oneHost(dsn string) (one, hosts string, ok bool) {
+	scheme, ok := urlScheme(dsn)
+	if !ok {
+		return "", "", false
+	}
+	start := len(scheme) + 3
+	end := len(dsn)
+	if i := strings.IndexAny(dsn[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndexByte(dsn[start:end], '@'); at >= 0 {
+		start += at + 1
+	}
+	hosts = dsn[start:end]
+	if !strings.Contains(hosts, ",") || strings.ContainsFunc(hosts, func(r rune) bool {
+		return !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune(".-_:,[]%", r)))
+	}) {
+		return "", "", false
+	}
+	return dsn[:start] + "h" + dsn[end:], hosts, true
 }
 
 // redactQuery redacts the parameters of a URL or DSN (a=1&b=2): the value

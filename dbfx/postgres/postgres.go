@@ -77,7 +77,7 @@ func permanent(err error) (bool, bool) {
 // PG* environment variables (PGPASSWORD, PGSSLMODE...) and service file it
 // reads. The connectors use the parsed config: the DSN is read once.
 func resolve(dsn string, o drv.Options) (*drv.Target, error) {
-	cfg, err := pq.NewConfig(dsn)
+	cfg, err := pq.NewConfig(hostList(dsn))
 	if err != nil {
 		return nil, configError(dsn, err)
 	}
@@ -118,7 +118,7 @@ func configError(dsn string, err error) error {
 	if drv.MayQuote(msg, secrets...) {
 		msg = "its user or password is malformed"
 		masked := drv.Mask(dsn)
-		if _, merr := pq.NewConfig(masked); merr != nil {
+		if _, merr := pq.NewConfig(hostList(masked)); merr != nil {
 			msg = explain(masked, merr)
 		}
 	}
@@ -132,7 +132,7 @@ func explain(dsn string, err error) string {
 	case errors.As(err, &ue):
 		// url.Error quotes the whole URL. A URL that parses once its user
 		// information is masked has a password with a reserved character.
-		if _, merr := pq.NewConfig(drv.Mask(dsn)); merr == nil {
+		if _, merr := pq.NewConfig(hostList(drv.Mask(dsn))); merr == nil {
 			return "its user or password is not valid in a URL: percent-encode its reserved characters (/ ? # @ : %)"
 		}
 		return ue.Err.Error()
