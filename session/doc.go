@@ -61,9 +61,9 @@
 // connection wrapper under an engine's pools (dbfx) classifies each
 // driver error as it passes; an error of a pool opened by hand and given
 // to New is classified for the scope's retries, but matches none of
-// these. database/sql hands driver.ErrBadConn (and lib/pq's bare io.EOF)
-// back as they are, which are ErrConnLost from a statement in a scope
-// (Tx, ReadOnly, Conn), and only there.
+// these. database/sql hands driver.ErrBadConn (lib/pq's answer on a
+// connection closed under it) back as it is, which is ErrConnLost from a
+// statement in a scope (Tx, ReadOnly, Conn), and only there.
 //
 //	class          PostgreSQL (SQLSTATE)        MySQL / MariaDB (number)          SQLite (extended code)
 //	ErrDuplicate   23505 unique_violation       1062                              2067 UNIQUE, 1555 PRIMARYKEY
