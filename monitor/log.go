@@ -132,7 +132,7 @@ func (z *logCore) failureLevel(ctx context.Context, err error) slog.Level {
 	c := dialect.ClassOf(err)
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		c.Has(dialect.Canceled) && ctx.Err() != nil:
+		c.Has(dialect.Canceled) && ctx != nil && ctx.Err() != nil:
 		if c.Has(dialect.ConnLost) {
 			// Cut by enginekit: the server did not answer by the deadline.
 			return slog.LevelWarn

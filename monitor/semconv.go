@@ -272,27 +272,33 @@ func wordByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || digit(c) || c == '_' || c == '$' || c >= 0x80
 }
 
-// Error classes as ErrorType names them.
+// Error classes as ErrorType names them, after session's sentinels
+// (ErrDuplicate is duplicate...), the first that an error has.
 var errorTypes = []struct {
 	class dialect.Class
 	name  string
 }{
+	{dialect.Canceled, "canceled"},
 	{dialect.ConnLost, "connection_lost"},
-	{dialect.Locked, "lock_not_available"},
-	{dialect.Retryable, "retryable_conflict"},
-	{dialect.Unique, "unique_violation"},
+	{dialect.Locked, "locked"},
+	{dialect.Retryable, "conflict"},
+	{dialect.Unique, "duplicate"},
+	{dialect.ForeignKey, "foreign_key"},
+	{dialect.NotNull, "not_null"},
+	{dialect.Check, "check"},
 	{dialect.ReadOnly, "read_only"},
 	{dialect.Stale, "stale_statement"},
 }
 
 // ErrorType names the class of a failure, for OpenTelemetry's error.type
-// (and the Prometheus monitor's error_type): "" for nil;
-// enginekit's class of a database error when it has one (unique_violation,
-// retryable_conflict for a serialization failure, a deadlock or SQLite's
-// busy, lock_not_available, connection_lost, read_only, stale_statement),
-// canceled or deadline_exceeded for a ctx that ended; else the SQLSTATE
-// of a PostgreSQL error; else the Go type of the innermost error that has
-// one of its own (*mysql.MySQLError); else "_OTHER".
+// (and the Prometheus monitor's error_type): "" for nil; enginekit's
+// class of a database error when it has one, named after session's
+// sentinel (duplicate, foreign_key, not_null, check, conflict for a
+// serialization failure, a deadlock or SQLite's busy, locked,
+// connection_lost, read_only, canceled), or stale_statement; canceled or
+// deadline_exceeded for a ctx that ended; else the SQLSTATE of a
+// PostgreSQL error; else the Go type of the innermost error that has one
+// of its own (*mysql.MySQLError); else "_OTHER".
 func ErrorType(err error) string {
 	if err == nil {
 		return ""

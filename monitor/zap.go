@@ -34,7 +34,8 @@ var (
 //	debug  the caller's ctx ended (context.Canceled, DeadlineExceeded,
 //	       or the cancel it caused); constraint violations (ErrDuplicate,
 //	       ErrForeignKey, ErrNotNull, ErrCheck), which applications
-//	       answer; a NOWAIT read that met a locked row (ErrLocked)
+//	       answer; a NOWAIT read that met a locked row (ErrLocked; on
+//	       MariaDB that is 1205, a lock wait timeout, logged at warn)
 //	warn   a conflict that the transaction scope retries (ErrConflict,
 //	       also at COMMIT; "transaction retried" follows, and only the
 //	       error the caller gets says whether the last attempt won); a

@@ -36,12 +36,12 @@
 // (monitor.Operation), db.collection.name (the first table the statement
 // names, monitor.Collection), server.address and server.port, and on
 // failure error.type (monitor.ErrorType: enginekit's class of the error,
-// such as unique_violation or retryable_conflict, else the SQLSTATE or
-// the error's Go type), db.response.status_code (PostgreSQL's SQLSTATE)
-// and an Error status. The text of an error is never recorded: a driver's
-// message may quote a statement's values. db.query.text is opt-in
-// (WithQueryText), with the statement's literals replaced by ?
-// (monitor.NormalizeSQL).
+// named after session's sentinels, such as duplicate or conflict, else
+// the SQLSTATE or the error's Go type), db.response.status_code
+// (PostgreSQL's SQLSTATE) and an Error status. The text of an error is
+// never recorded: a driver's message may quote a statement's values.
+// db.query.text is opt-in (WithQueryText), with the statement's literals
+// replaced by ? (monitor.NormalizeSQL).
 //
 // # Metrics
 //

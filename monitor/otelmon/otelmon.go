@@ -85,7 +85,8 @@ type Monitor struct {
 	cancels    metric.Int64Counter
 
 	engines engines
-	sets    setCache
+	shapes  cache[shapeKey, *shape]
+	sets    cache[setKey, attribute.Set]
 	pools   pools
 }
 
@@ -241,33 +242,49 @@ func (m *Monitor) QueryStart(ctx context.Context, e monitor.QueryStart) context.
 	if e.Op == monitor.OpExec || e.Op == monitor.OpQuery || e.Op == monitor.OpPrepare {
 		st.target = monitor.Collection(e.SQL)
 	}
-	attrs := make([]attribute.KeyValue, 0, len(eng.attrs)+4)
-	attrs = append(attrs, eng.attrs...)
-	if st.op != "" {
-		attrs = append(attrs, semconv.DBOperationNameKey.String(st.op))
-	}
-	if st.target != "" {
-		attrs = append(attrs, semconv.DBCollectionNameKey.String(st.target))
-	}
+	sh := m.shapes.get(shapeKey{eng: eng, op: st.op, target: st.target}, newShape)
+	attrs := sh.attrs
 	if m.queryText && e.SQL != "" {
-		attrs = append(attrs, semconv.DBQueryTextKey.String(monitor.NormalizeSQL(e.SQL, monitor.System(eng.system))))
+		attrs = append(attrs[:len(attrs):len(attrs)],
+			semconv.DBQueryTextKey.String(monitor.NormalizeSQL(e.SQL, monitor.System(eng.system))))
 	}
-	attrs = append(attrs, EngineKey.String(e.DB))
-	ctx, st.span = m.tracer.Start(ctx, spanName(st.op, st.target, eng), trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attrs...))
+	ctx, st.span = m.tracer.Start(ctx, sh.name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	return context.WithValue(ctx, stmtKey{}, st)
 }
 
-// spanName is a statement span's name as the conventions make it:
-// operation and table, the operation alone, or the database system.
-func spanName(op, target string, eng *engine) string {
+// shapeKey is what the name and first attributes of a statement's span
+// are made of.
+type shapeKey struct {
+	eng        *engine
+	op, target string
+}
+
+// shape is the name and first attributes of a statement's span.
+type shape struct {
+	name  string
+	attrs []attribute.KeyValue
+}
+
+// newShape names a statement span as the conventions do (operation and
+// table, the operation alone, or the database system) and gives its
+// attributes.
+func newShape(k shapeKey) *shape {
+	sh := &shape{name: k.eng.system}
 	switch {
-	case op != "" && target != "":
-		return op + " " + target
-	case op != "":
-		return op
+	case k.op != "" && k.target != "":
+		sh.name = k.op + " " + k.target
+	case k.op != "":
+		sh.name = k.op
 	}
-	return eng.system
+	sh.attrs = append(sh.attrs, k.eng.attrs...)
+	if k.op != "" {
+		sh.attrs = append(sh.attrs, semconv.DBOperationNameKey.String(k.op))
+	}
+	if k.target != "" {
+		sh.attrs = append(sh.attrs, semconv.DBCollectionNameKey.String(k.target))
+	}
+	sh.attrs = append(sh.attrs, EngineKey.String(k.eng.name))
+	return sh
 }
 
 // Query records the statement's duration and ends its span.
@@ -284,7 +301,7 @@ func (m *Monitor) Query(ctx context.Context, e monitor.QueryEvent) {
 		}
 	}
 	errType := monitor.ErrorType(e.Err)
-	set := m.sets.get(setKey{eng: eng, op: op, target: target, errType: errType})
+	set := m.sets.get(setKey{eng: eng, op: op, target: target, errType: errType}, newSet)
 	m.duration.Record(ctx, e.Duration.Seconds(), metric.WithAttributeSet(set))
 	if st == nil {
 		return
@@ -404,23 +421,8 @@ type setKey struct {
 	op, target, errType string
 }
 
-// maxSets bounds the cache of attribute sets.
-const maxSets = 4096
-
-// setCache keeps the attribute sets of db.client.operation.duration, so
-// that recording allocates none. Reads are lock-free; a new set copies
-// the map.
-type setCache struct {
-	m  atomic.Pointer[map[setKey]attribute.Set]
-	mu sync.Mutex
-}
-
-func (c *setCache) get(k setKey) attribute.Set {
-	if m := c.m.Load(); m != nil {
-		if s, ok := (*m)[k]; ok {
-			return s
-		}
-	}
+// newSet is the attribute set of db.client.operation.duration for k.
+func newSet(k setKey) attribute.Set {
 	attrs := make([]attribute.KeyValue, 0, len(k.eng.attrs)+3)
 	attrs = append(attrs, k.eng.attrs...)
 	if k.op != "" {
@@ -432,22 +434,43 @@ func (c *setCache) get(k setKey) attribute.Set {
 	if k.errType != "" {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errType))
 	}
-	s := attribute.NewSet(attrs...)
+	return attribute.NewSet(attrs...)
+}
+
+// maxCached bounds each cache.
+const maxCached = 4096
+
+// cache keeps the values made for each key (span shapes, attribute
+// sets), so that a statement allocates none. Reads are lock-free; a new
+// value copies the map. Past maxCached values, new ones are made and not
+// kept.
+type cache[K comparable, V any] struct {
+	m  atomic.Pointer[map[K]V]
+	mu sync.Mutex
+}
+
+func (c *cache[K, V]) get(k K, newV func(K) V) V {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	v := newV(k)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m.Load()
-	if old != nil && len(*old) >= maxSets {
-		return s
+	if old != nil && len(*old) >= maxCached {
+		return v
 	}
-	next := map[setKey]attribute.Set{}
+	next := map[K]V{}
 	if old != nil {
 		for k, v := range *old {
 			next[k] = v
 		}
 	}
-	next[k] = s
+	next[k] = v
 	c.m.Store(&next)
-	return s
+	return v
 }
 
 // pools reads the engines' pool figures when the meter collects.

@@ -2,6 +2,7 @@ package otelmon_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
-	"github.com/enginekit/enginekit/monitor"
 	"github.com/enginekit/enginekit/monitor/otelmon"
 	"github.com/enginekit/enginekit/session"
 )
@@ -85,7 +85,7 @@ func tree(spans tracetest.SpanStubs, root trace.SpanID) []span {
 	return out
 }
 
-func isDuplicate(err error) bool { return monitor.ErrorType(err) == "unique_violation" }
+func isDuplicate(err error) bool { return errors.Is(err, session.ErrDuplicate) }
 
 // TestTransactionSpans: a transaction whose first attempt fails on a
 // duplicate key and is retried; the second runs two statements, one in a
@@ -142,7 +142,7 @@ func TestTransactionSpans(t *testing.T) {
 				"enginekit.transaction.outcome": "rolled_back", "error.type": ""}, false},
 			{"BEGIN", tx, map[string]string{"db.operation.name": "BEGIN"}, false},
 			{"INSERT items", tx, map[string]string{"db.operation.name": "INSERT", "db.collection.name": "items", "error.type": ""}, false},
-			{"INSERT items", tx, map[string]string{"db.operation.name": "INSERT", "db.collection.name": "items", "error.type": "unique_violation"}, true},
+			{"INSERT items", tx, map[string]string{"db.operation.name": "INSERT", "db.collection.name": "items", "error.type": "duplicate"}, true},
 			{"ROLLBACK", tx, map[string]string{"db.operation.name": "ROLLBACK"}, false},
 			{tx, "request", map[string]string{"enginekit.transaction.attempt": "2", "enginekit.transaction.outcome": "committed"}, false},
 			{"BEGIN", tx, nil, false},
@@ -182,7 +182,7 @@ func TestTransactionSpans(t *testing.T) {
 			}
 		}
 		wantEvent := fmt.Sprint(map[string]string{"enginekit.engine": e.Name(), "enginekit.transaction.attempt": "1",
-			"enginekit.transaction.label": "transfer", "error.type": "unique_violation"})
+			"enginekit.transaction.label": "transfer", "error.type": "duplicate"})
 		if ev := got[0].events; len(ev) != 1 || ev[0] != otelmon.RetryEvent+wantEvent {
 			t.Errorf("request's events = %v, want one %s%s", ev, otelmon.RetryEvent, wantEvent)
 		}
@@ -209,14 +209,14 @@ func TestTransactionSpans(t *testing.T) {
 			counts[a["db.operation.name"]+" "+a["db.collection.name"]+" "+a["error.type"]] += dp.Count
 		}
 		for k, want := range map[string]uint64{
-			"INSERT items ":                 3,
-			"INSERT items unique_violation": 1,
-			"BEGIN  ":                       2,
-			"COMMIT  ":                      1,
-			"ROLLBACK  ":                    1,
-			"SAVEPOINT  ":                   1,
-			"RELEASE SAVEPOINT  ":           1,
-			"SELECT items ":                 1,
+			"INSERT items ":          3,
+			"INSERT items duplicate": 1,
+			"BEGIN  ":                2,
+			"COMMIT  ":               1,
+			"ROLLBACK  ":             1,
+			"SAVEPOINT  ":            1,
+			"RELEASE SAVEPOINT  ":    1,
+			"SELECT items ":          1,
 		} {
 			if counts[k] != want {
 				t.Errorf("duration count of %q = %d, want %d (all: %v)", k, counts[k], want, counts)
@@ -317,8 +317,8 @@ func TestStatementSpans(t *testing.T) {
 		if text := sel.attrs["db.query.text"]; strings.Contains(text, "secret") || !strings.Contains(text, "FROM items") {
 			t.Errorf("SELECT's db.query.text = %q, want it normalised", text)
 		}
-		if ins.status != codes.Error || ins.attrs["error.type"] != "unique_violation" {
-			t.Errorf("INSERT: status %v, attributes %v, want Error and error.type unique_violation", ins.status, ins.attrs)
+		if ins.status != codes.Error || ins.attrs["error.type"] != "duplicate" {
+			t.Errorf("INSERT: status %v, attributes %v, want Error and error.type duplicate", ins.status, ins.attrs)
 		}
 		for _, sp := range s.spans.GetSpans() {
 			if sp.Status.Description != "" && strings.Contains(sp.Status.Description, "secret") {

@@ -81,11 +81,22 @@ func sample(tb testing.TB, reg prometheus.Gatherer, name string, want map[string
 	return nil
 }
 
-// opCount is the histogram's count for engine, operation and outcome.
-func opCount(tb testing.TB, reg prometheus.Gatherer, engine, op, outcome string) uint64 {
+// queryString returns the one string query returns.
+func queryString(tb testing.TB, e *dbfx.Engine, query string) string {
+	tb.Helper()
+	var s string
+	if err := e.DB().GetContext(testContext(tb), &s, query); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return s
+}
+
+// opCount is the histogram's count for engine, db_operation_name and
+// error_type ("" for the statements that succeeded).
+func opCount(tb testing.TB, reg prometheus.Gatherer, engine, op, errType string) uint64 {
 	tb.Helper()
 	m := sample(tb, reg, "db_client_operation_duration_seconds",
-		map[string]string{"engine": engine, "operation": op, "outcome": outcome})
+		map[string]string{"engine": engine, "db_operation_name": op, "error_type": errType})
 	return m.GetHistogram().GetSampleCount()
 }
 

@@ -25,12 +25,13 @@ func DefaultBuckets() []float64 {
 // Monitor is a monitor.Monitor that keeps Prometheus metrics. One serves
 // every engine of an application: series carry the engine's name in the
 // label "engine". It implements monitor.StatsSink: pool figures are read
-// from the engines at scrape time; and monitor.PoolMonitor: connects,
-// dead connections and server-side cancels are counted as they happen.
+// from the engines at scrape time; monitor.PoolMonitor: connects, dead
+// connections and server-side cancels are counted as they happen; and
+// monitor.EngineMonitor: each engine's database labels its statements.
 //
 // Metrics:
 //
-//	db_client_operation_duration_seconds{engine,operation,outcome}  histogram; outcome ok or error
+//	db_client_operation_duration_seconds{engine,db_system_name,db_namespace,db_operation_name,error_type}  histogram
 //	db_client_operation_cancels_total{engine,outcome}               counter; server-side cancels, outcome ok or error
 //	db_client_transactions_total{engine,label,outcome}              counter; committed, rolled_back, failed
 //	db_client_transaction_retries_total{engine,label}               counter
@@ -44,6 +45,15 @@ func DefaultBuckets() []float64 {
 //	db_client_connection_closed_total{engine,reason}                counter; max_idle, max_idle_time, max_lifetime
 //	db_client_connection_dead_total{engine}                         counter; found dead at checkout, discarded
 //	db_client_connection_leaks_total{engine}                        counter
+//
+// The statement duration's labels are OpenTelemetry's attributes of
+// db.client.operation.duration, spelt for Prometheus: db_system_name
+// (postgresql, mysql, sqlite), db_namespace (the database, or SQLite's
+// file), db_operation_name (SELECT, INSERT, BEGIN, COMMIT, PREPARE...:
+// monitor.Operation, "" for a statement of no keyword it knows) and
+// error_type ("" when the statement succeeded, else monitor.ErrorType:
+// duplicate, conflict... or the SQLSTATE or the error's Go type). engine
+// is the pool's name, as db.client.connection.pool.name.
 //
 // The pool events (monitor.PoolKind) are not one counter with the kind
 // as a label: a metric's series should add up to something meaningful,
@@ -69,12 +79,15 @@ type Monitor struct {
 	connects vecCache[prometheus.Observer]
 	dead     vecCache[prometheus.Counter]
 	pools    *poolCollector
+	engines  atomic.Pointer[map[string]monitor.EngineInfo]
+	mu       sync.Mutex // serialises changes of engines
 }
 
 var (
-	_ monitor.Monitor     = (*Monitor)(nil)
-	_ monitor.StatsSink   = (*Monitor)(nil)
-	_ monitor.PoolMonitor = (*Monitor)(nil)
+	_ monitor.Monitor       = (*Monitor)(nil)
+	_ monitor.StatsSink     = (*Monitor)(nil)
+	_ monitor.PoolMonitor   = (*Monitor)(nil)
+	_ monitor.EngineMonitor = (*Monitor)(nil)
 )
 
 // Option configures New.
@@ -106,9 +119,9 @@ func New(reg prometheus.Registerer, opts ...Option) (*Monitor, error) {
 	}
 	ops, err := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "db_client_operation_duration_seconds",
-		Help:    "Duration of database client operations (statements, begin, commit, rollback).",
+		Help:    "Duration of database client operations (statements, begin, commit, rollback, prepare).",
 		Buckets: c.buckets,
-	}, []string{"engine", "operation", "outcome"}))
+	}, []string{"engine", "db_system_name", "db_namespace", "db_operation_name", "error_type"}))
 	if err != nil {
 		return nil, err
 	}
@@ -153,12 +166,12 @@ func New(reg prometheus.Registerer, opts ...Option) (*Monitor, error) {
 		return nil, err
 	}
 	m := &Monitor{pools: pools}
-	m.ops.get = func(lv [3]string) (prometheus.Observer, error) { return ops.GetMetricWithLabelValues(lv[:]...) }
-	m.cancels.get = func(lv [3]string) (prometheus.Counter, error) { return cancels.GetMetricWithLabelValues(lv[:2]...) }
-	m.txs.get = func(lv [3]string) (prometheus.Counter, error) { return txs.GetMetricWithLabelValues(lv[:]...) }
-	m.retries.get = func(lv [3]string) (prometheus.Counter, error) { return retries.GetMetricWithLabelValues(lv[:2]...) }
-	m.connects.get = func(lv [3]string) (prometheus.Observer, error) { return connects.GetMetricWithLabelValues(lv[:2]...) }
-	m.dead.get = func(lv [3]string) (prometheus.Counter, error) { return dead.GetMetricWithLabelValues(lv[:1]...) }
+	m.ops.get = func(lv [5]string) (prometheus.Observer, error) { return ops.GetMetricWithLabelValues(lv[:]...) }
+	m.cancels.get = func(lv [5]string) (prometheus.Counter, error) { return cancels.GetMetricWithLabelValues(lv[:2]...) }
+	m.txs.get = func(lv [5]string) (prometheus.Counter, error) { return txs.GetMetricWithLabelValues(lv[:3]...) }
+	m.retries.get = func(lv [5]string) (prometheus.Counter, error) { return retries.GetMetricWithLabelValues(lv[:2]...) }
+	m.connects.get = func(lv [5]string) (prometheus.Observer, error) { return connects.GetMetricWithLabelValues(lv[:2]...) }
+	m.dead.get = func(lv [5]string) (prometheus.Counter, error) { return dead.GetMetricWithLabelValues(lv[:1]...) }
 	return m, nil
 }
 
@@ -181,9 +194,40 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 
 // Query observes the statement's duration.
 func (m *Monitor) Query(_ context.Context, e monitor.QueryEvent) {
-	if o := m.ops.with([3]string{e.DB, string(e.Op), outcome(e.Err == nil)}); o != nil {
+	var info monitor.EngineInfo
+	if es := m.engines.Load(); es != nil {
+		info = (*es)[e.DB]
+	}
+	lv := [5]string{e.DB, string(info.System), info.Namespace, monitor.Operation(e.Op, e.SQL), monitor.ErrorType(e.Err)}
+	if o := m.ops.with(lv); o != nil {
 		o.Observe(e.Duration.Seconds())
 	}
+}
+
+// AddEngine notes an engine's database system and namespace, which label
+// its statements.
+func (m *Monitor) AddEngine(info monitor.EngineInfo) (remove func()) {
+	m.setEngine(info.DB, &info)
+	var once sync.Once
+	return func() { once.Do(func() { m.setEngine(info.DB, nil) }) }
+}
+
+// setEngine sets (or, with nil, removes) the engine named name.
+func (m *Monitor) setEngine(name string, info *monitor.EngineInfo) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := map[string]monitor.EngineInfo{}
+	if old := m.engines.Load(); old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	if info != nil {
+		next[name] = *info
+	} else {
+		delete(next, name)
+	}
+	m.engines.Store(&next)
 }
 
 // Tx counts transactions by outcome, and retries.
@@ -191,7 +235,7 @@ func (m *Monitor) Tx(_ context.Context, e monitor.TxEvent) {
 	var outcome string
 	switch {
 	case e.Kind == monitor.TxRetry:
-		if c := m.retries.with([3]string{e.DB, e.Label}); c != nil {
+		if c := m.retries.with([5]string{e.DB, e.Label}); c != nil {
 			c.Inc()
 		}
 		return
@@ -204,7 +248,7 @@ func (m *Monitor) Tx(_ context.Context, e monitor.TxEvent) {
 	default:
 		outcome = "failed"
 	}
-	if c := m.txs.with([3]string{e.DB, e.Label, outcome}); c != nil {
+	if c := m.txs.with([5]string{e.DB, e.Label, outcome}); c != nil {
 		c.Inc()
 	}
 }
@@ -215,15 +259,15 @@ func (m *Monitor) Tx(_ context.Context, e monitor.TxEvent) {
 func (m *Monitor) Pool(_ context.Context, e monitor.PoolEvent) {
 	switch e.Kind {
 	case monitor.PoolConnected, monitor.PoolConnectFailed:
-		if o := m.connects.with([3]string{e.DB, outcome(e.Kind == monitor.PoolConnected)}); o != nil {
+		if o := m.connects.with([5]string{e.DB, outcome(e.Kind == monitor.PoolConnected)}); o != nil {
 			o.Observe(e.Duration.Seconds())
 		}
 	case monitor.PoolDeadConn:
-		if c := m.dead.with([3]string{e.DB}); c != nil {
+		if c := m.dead.with([5]string{e.DB}); c != nil {
 			c.Inc()
 		}
 	case monitor.PoolCancel:
-		if c := m.cancels.with([3]string{e.DB, outcome(e.Err == nil)}); c != nil {
+		if c := m.cancels.with([5]string{e.DB, outcome(e.Err == nil)}); c != nil {
 			c.Inc()
 		}
 	}
@@ -243,10 +287,10 @@ func outcome(ok bool) string {
 // first event.
 func (m *Monitor) AddStatsSource(name string, stats func() monitor.PoolStats) (remove func()) {
 	for _, ok := range []bool{true, false} {
-		m.connects.with([3]string{name, outcome(ok)})
-		m.cancels.with([3]string{name, outcome(ok)})
+		m.connects.with([5]string{name, outcome(ok)})
+		m.cancels.with([5]string{name, outcome(ok)})
 	}
-	m.dead.with([3]string{name})
+	m.dead.with([5]string{name})
 	return m.pools.add(name, stats)
 }
 
@@ -254,14 +298,14 @@ func (m *Monitor) AddStatsSource(name string, stats func() monitor.PoolStats) (r
 // allocating: WithLabelValues allocates its variadic slice on every call.
 // Reads are lock-free; a new series copies the map.
 type vecCache[M any] struct {
-	m   atomic.Pointer[map[[3]string]M]
+	m   atomic.Pointer[map[[5]string]M]
 	mu  sync.Mutex
-	get func([3]string) (M, error)
+	get func([5]string) (M, error)
 }
 
 // with returns the series, or the zero M when the label values are
 // refused (they are made valid UTF-8 first, so this should not happen).
-func (c *vecCache[M]) with(lv [3]string) M {
+func (c *vecCache[M]) with(lv [5]string) M {
 	if m := c.m.Load(); m != nil {
 		if v, ok := (*m)[lv]; ok {
 			return v
@@ -284,7 +328,7 @@ func (c *vecCache[M]) with(lv [3]string) M {
 		var zero M
 		return zero
 	}
-	next := make(map[[3]string]M, 1)
+	next := make(map[[5]string]M, 1)
 	if old != nil {
 		for k, x := range *old {
 			next[k] = x

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 	"github.com/enginekit/enginekit/session"
 )
 
-// TestCounts runs known statements and finds each counted once
-// in the duration histogram, by operation and outcome.
+// TestCounts runs known statements and finds each counted once in the
+// duration histogram, by operation and error type, with the database's
+// system and namespace.
 func TestCounts(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
 		reg := prometheus.NewRegistry()
@@ -75,28 +77,51 @@ func TestCounts(t *testing.T) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}
-		// And one statement that fails.
+		// And two statements that fail: a duplicate key, a missing table.
+		if _, err := db.ExecContext(ctx, "INSERT INTO m (id, v) VALUES (1, 'x')"); err == nil {
+			t.Fatal("a duplicate key was inserted")
+		}
 		if _, err := db.ExecContext(ctx, "INSERT INTO no_such_table (id) VALUES (1)"); err == nil {
 			t.Fatal("insert into a missing table succeeded")
 		}
+		// A missing table is of no class of enginekit's: its error type is
+		// PostgreSQL's SQLSTATE, or the driver's error type.
+		missing := map[string]string{"postgres": "42P01", "mysql": "*mysql.MySQLError", "sqlite3": "sqlite3.Error"}[e.Driver()]
 
 		tests := []struct {
-			op, outcome string
+			op, errType string
 			want        uint64
 		}{
-			{"exec", "ok", 7}, // create, 5 inserts, update
-			{"query", "ok", 5},
-			{"prepare", "ok", 1},
-			{"begin", "ok", 2},
-			{"commit", "ok", 1},
-			{"rollback", "ok", 1},
-			{"exec", "error", 1},
-			{"query", "error", 0},
+			{"CREATE", "", 1},
+			{"INSERT", "", 5},
+			{"UPDATE", "", 1},
+			{"SELECT", "", 5}, // 3 counts, 2 reads of the prepared statement
+			{"PREPARE", "", 1},
+			{"BEGIN", "", 2},
+			{"COMMIT", "", 1},
+			{"ROLLBACK", "", 1},
+			{"INSERT", "duplicate", 1},
+			{"INSERT", missing, 1},
+			{"SELECT", missing, 0},
 		}
 		for _, tt := range tests {
-			if got := opCount(t, reg, e.Name(), tt.op, tt.outcome); got != tt.want {
-				t.Errorf("%s/%s count = %d, want %d", tt.op, tt.outcome, got, tt.want)
+			if got := opCount(t, reg, e.Name(), tt.op, tt.errType); got != tt.want {
+				t.Errorf("%s/%s count = %d, want %d", tt.op, tt.errType, got, tt.want)
 			}
+		}
+		system := map[string]string{"postgres": "postgresql", "mysql": "mysql", "sqlite3": "sqlite"}[e.Driver()]
+		var namespace string
+		switch e.Driver() {
+		case "postgres":
+			namespace = queryString(t, e, "SELECT current_database()")
+		case "mysql":
+			namespace = queryString(t, e, "SELECT DATABASE()")
+		default:
+			namespace, _, _ = strings.Cut(cfg.DSN, "?")
+		}
+		if sample(t, reg, "db_client_operation_duration_seconds", map[string]string{"engine": e.Name(),
+			"db_system_name": system, "db_namespace": namespace, "db_operation_name": "CREATE"}) == nil {
+			t.Errorf("no CREATE series with db_system_name %s and db_namespace %s", system, namespace)
 		}
 		// Pool figures are read at scrape time.
 		if got := counter(t, reg, "db_client_connection_max", map[string]string{"engine": e.Name()}); got < 1 {
@@ -207,10 +232,10 @@ func TestTwoEnginesOneRegistry(t *testing.T) {
 		if _, err := second.DB().ExecContext(ctx, "SELECT 2"); err != nil {
 			t.Fatal(err)
 		}
-		if got := opCount(t, reg, "primary", "exec", "ok"); got != 1 {
+		if got := opCount(t, reg, "primary", "SELECT", ""); got != 1 {
 			t.Errorf("primary exec count = %d, want 1", got)
 		}
-		if got := opCount(t, reg, "second", "exec", "ok"); got != 2 {
+		if got := opCount(t, reg, "second", "SELECT", ""); got != 2 {
 			t.Errorf("second exec count = %d, want 2", got)
 		}
 		for _, name := range []string{"primary", "second"} {
@@ -238,13 +263,13 @@ func TestNewTwice(t *testing.T) {
 		t.Fatalf("second New: %v", err)
 	}
 	ctx := context.Background()
-	a.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec})
-	b.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec, Err: sql.ErrConnDone})
-	b.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec})
-	if got := opCount(t, reg, "x", "exec", "ok"); got != 2 {
+	a.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec, SQL: "SELECT 1"})
+	b.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec, SQL: "SELECT 1", Err: sql.ErrConnDone})
+	b.Query(ctx, monitor.QueryEvent{DB: "x", Op: monitor.OpExec, SQL: "SELECT 1"})
+	if got := opCount(t, reg, "x", "SELECT", ""); got != 2 {
 		t.Errorf("ok count = %d, want 2", got)
 	}
-	if got := opCount(t, reg, "x", "exec", "error"); got != 1 {
+	if got := opCount(t, reg, "x", "SELECT", "_OTHER"); got != 1 {
 		t.Errorf("error count = %d, want 1", got)
 	}
 	// Two sources under one name add up.

@@ -1,0 +1,130 @@
+package otelmon_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/fxtest"
+	"github.com/enginekit/enginekit/monitor"
+	"github.com/enginekit/enginekit/monitor/otelmon"
+)
+
+// BenchmarkPointRead is the cost of the OpenTelemetry monitor on a
+// PostgreSQL point read by primary key: every span sampled and handed to
+// a batch processor whose exporter discards it, the duration recorded on
+// a meter with a reader, against an engine with no monitor. Compare the
+// two with benchstat:
+//
+//	go test -run '^$' -bench PointRead -count 10 ./monitor/otelmon/ > bench.txt
+//	benchstat -col /monitor bench.txt
+func BenchmarkPointRead(b *testing.B) {
+	plain, traced := benchEngines(b)
+	for _, v := range []struct {
+		name string
+		e    *dbfx.Engine
+	}{{"none", plain}, {"otel", traced}} {
+		b.Run("monitor="+v.name, func(b *testing.B) {
+			db := v.e.DB()
+			q := db.Rebind("SELECT v FROM bench WHERE id = ?")
+			ctx := context.Background()
+			var s string
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if err := db.QueryRowContext(ctx, q, i%100+1).Scan(&s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPointReadPaired alternates, read by read, between the engine
+// with no monitor and the one with the OpenTelemetry monitor, so that both
+// meet the same load from whatever else runs on the machine, and reports
+// each one's time per read and their ratio (otel/none).
+//
+//	go test -run '^$' -bench PointReadPaired -count 10 ./monitor/otelmon/ > paired.txt
+//	benchstat paired.txt
+func BenchmarkPointReadPaired(b *testing.B) {
+	plain, traced := benchEngines(b)
+	dbs := [2]*sqlx.DB{plain.DB(), traced.DB()}
+	q := plain.DB().Rebind("SELECT v FROM bench WHERE id = ?")
+	ctx := context.Background()
+	var spent [2]time.Duration
+	var s string
+	i := 0
+	for b.Loop() {
+		i++
+		k := i % 2
+		begun := time.Now()
+		if err := dbs[k].QueryRowContext(ctx, q, i%100+1).Scan(&s); err != nil {
+			b.Fatal(err)
+		}
+		spent[k] += time.Since(begun)
+	}
+	half := float64(max(i/2, 1))
+	b.ReportMetric(float64(spent[0].Nanoseconds())/half, "ns/read-none")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/half, "ns/read-otel")
+	b.ReportMetric(float64(spent[1])/float64(max(spent[0], 1)), "otel/none")
+}
+
+// BenchmarkMonitorAlone is the monitor's own work for one statement,
+// without a database: QueryStart and Query with every span sampled.
+func BenchmarkMonitorAlone(b *testing.B) {
+	tp, mp := benchProviders(b)
+	mon, err := otelmon.New(otelmon.WithTracerProvider(tp), otelmon.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mon.AddEngine(monitor.EngineInfo{DB: "primary", System: monitor.PostgreSQL, Namespace: "app",
+		ServerAddress: "127.0.0.1", ServerPort: 5432})()
+	const q = `SELECT "v" FROM "bench" WHERE "id" = $1`
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		sctx := mon.QueryStart(ctx, monitor.QueryStart{DB: "primary", Op: monitor.OpQuery, SQL: q})
+		mon.Query(sctx, monitor.QueryEvent{DB: "primary", Op: monitor.OpQuery, SQL: q, Duration: time.Millisecond, Rows: -1})
+	}
+}
+
+// benchProviders are a tracer provider that samples every span into a
+// batch processor whose exporter discards them, and a meter provider
+// with a reader.
+func benchProviders(b *testing.B) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()),
+		sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+	return tp, mp
+}
+
+// benchEngines are two engines on one PostgreSQL database with a table
+// bench of 100 rows: one with no monitor, one with the OpenTelemetry
+// monitor on benchProviders.
+func benchEngines(b *testing.B) (plain, traced *dbfx.Engine) {
+	cfg := fxtest.Postgres(b)
+	plain = openEngine(b, cfg)
+	mustExec(b, plain, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)")
+	for i := 1; i <= 100; i++ {
+		mustExec(b, plain, "INSERT INTO bench (id, v) VALUES (?, 'value')", i)
+	}
+	tp, mp := benchProviders(b)
+	mon, err := otelmon.New(otelmon.WithTracerProvider(tp), otelmon.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return plain, openEngine(b, cfg, dbfx.WithMonitor(mon))
+}
