@@ -25,6 +25,14 @@
 //     and SERIALIZABLE reads by the primary; a stopped replica's reads fall
 //     back to the primary within about one HealthInterval and come back to
 //     it once it is up; Health reports it and its lag;
+//   - failover: a PostgreSQL primary crashed under 32 writers and its
+//     synchronous standby promoted (faultdb's group pg-ha, which the test
+//     starts and takes down): one engine, given both servers in one DSN
+//     with target_session_attrs=read-write, writes on the promoted standby
+//     without a restart; every transaction reported committed is there,
+//     and every failure is a ctx error, session.ErrAmbiguousCommit or a
+//     lost connection, within the transaction's deadline; the row says how
+//     long writes stopped;
 //   - an application stopped under load, with time enough to let its
 //     scopes finish and without: each scope commits or fails with
 //     session.ErrClosed or a ctx error, none is cut mid-commit, the pools
