@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/dbfx/postgres"
+	"github.com/enginekit/enginekit/fxtest"
 )
 
 // TestPostgresSeveralHosts: a DSN naming a primary and its standbys is
@@ -89,4 +91,68 @@ func TestPostgresSeveralHostsConnect(t *testing.T) {
 			t.Errorf("the error does not name %s: %s", a, msg)
 		}
 	}
+}
+
+// TestPostgresSeveralHostsFirstHung: a first host that accepts and never
+// answers (a server stopped, a machine gone behind a proxy) costs each
+// new connection the DSN's connect_timeout before lib/pq tries the next
+// host, which serves it; without connect_timeout it would cost the
+// engine's ConnectTimeout.
+func TestPostgresSeveralHostsFirstHung(t *testing.T) {
+	cfg := fxtest.Postgres(t)
+	u, err := url.Parse(cfg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	held := make(chan net.Conn, 64)
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				close(held)
+				return
+			}
+			held <- c // never answered
+		}
+	}()
+	defer func() {
+		hung.Close()
+		for c := range held {
+			c.Close()
+		}
+	}()
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
+	real := u.Host
+	u.Host = "HOSTS"
+	cfg.DSN = strings.Replace(u.String(), "HOSTS", hung.Addr().String()+","+real, 1)
+	cfg.ConnectTimeout = 20 * time.Second
+	cfg.MaxIdleConns, cfg.MaxOpenConns = 1, 1
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	begun := time.Now()
+	e, err := dbfx.Open(ctx, cfg, dbfx.WithDriver(postgres.Driver()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	var port int
+	if err := e.DB().GetContext(ctx, &port, "SELECT inet_server_port()"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begun)
+	if want := u.Port(); fmt.Sprint(port) != want && want != "" {
+		t.Errorf("connected to port %d, want the second host's %s", port, want)
+	}
+	if took < time.Second || took > 5*time.Second {
+		t.Errorf("the first connection took %s: want the first host's connect_timeout (1s), then the second host", took)
+	}
+	t.Logf("first connection in %s", took.Round(time.Millisecond))
 }

@@ -2,12 +2,14 @@ package faults_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/enginekit/enginekit/dbfx"
+	"github.com/enginekit/enginekit/session"
 )
 
 // failoverTimeout is each transaction's ctx in the failover test: long
@@ -136,6 +138,12 @@ func TestPostgresFailover(t *testing.T) {
 		if !(strings.HasPrefix(c, "ctx.") || strings.HasPrefix(c, "ConnLost[")) {
 			t.Errorf("%d transactions failed with %s (e.g. %s): want ctx errors, ErrAmbiguousCommit or a lost connection",
 				n, c, tb.examples[c])
+		}
+	}
+	for _, a := range attempts {
+		if a.err != nil && !errors.Is(a.err, context.DeadlineExceeded) && !errors.Is(a.err, session.ErrAmbiguousCommit) &&
+			!errors.Is(a.err, session.ErrConnLost) {
+			t.Errorf("transaction %d failed with %v: not session.ErrConnLost", a.id, a.err)
 		}
 	}
 	if tb.lost > 0 || tb.phantom > 0 || tb.partial > 0 {
