@@ -544,6 +544,27 @@ func TestClassifyMySQL(t *testing.T) {
 		checkClass(t, d, err, dialect.Canceled)
 	})
 
+	// KILL QUERY from another session (enginekit sends one when a
+	// statement's ctx ends, but by then its caller has the ctx's error).
+	t.Run("killed query 1317", func(t *testing.T) {
+		ctx := testContext(t)
+		conn := pinned(t, ctx, db)
+		var id int64
+		if err := conn.QueryRowContext(ctx, `SELECT CONNECTION_ID()`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := conn.ExecContext(ctx, `SELECT SLEEP(60)`)
+			done <- err
+		}()
+		waitFor(t, ctx, db, `SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE 'SELECT SLEEP%'`, id)
+		mustExec(t, ctx, db, fmt.Sprintf(`KILL QUERY %d`, id))
+		err := <-done
+		wantMySQLNumber(t, err, 1317)
+		checkClass(t, d, err, dialect.Canceled)
+	})
+
 	t.Run("deadlock 1213", func(t *testing.T) {
 		ctx := testContext(t)
 		tx1 := mustBegin(t, ctx, db, nil)
