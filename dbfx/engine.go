@@ -2,6 +2,7 @@ package dbfx
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -31,6 +32,8 @@ type options struct {
 	mon        monitor.Monitor
 	startSteps []startupStep
 	prepareQ   bool
+	password   func(context.Context) (string, error) // WithPassword
+	tls        *tls.Config                           // WithTLS
 }
 
 // WithLogger sets the logger of the engine (a no-op logger otherwise).
@@ -111,8 +114,13 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 	log := o.log.With(zap.String("engine", name))
 	def := cfg.withDefaults()
 	dialer := &netdial.Dialer{Setup: def.ConnectTimeout, DeadPeer: max(def.DeadPeerTimeout, 0)}
-	r, err := cfg.resolve(o.drivers, drv.Options{ConnectTimeout: def.ConnectTimeout, Log: log, Dialer: dialer}, refuseMissing)
+	dopts := drv.Options{ConnectTimeout: def.ConnectTimeout, Log: log, Dialer: dialer}
+	o.connectHooks(name, def.ConnectTimeout, &dopts)
+	r, err := cfg.resolve(o.drivers, dopts, refuseMissing)
 	if err != nil {
+		return nil, err
+	}
+	if err := o.refuseHooks(r); err != nil {
 		return nil, err
 	}
 	c := r.cfg
@@ -375,6 +383,9 @@ func ping(ctx context.Context, db *sql.DB, d *drv.Driver) error {
 
 // permanent reports a connection error that retrying will not cure.
 func permanent(d *drv.Driver, err error) bool {
+	if errors.Is(err, ErrCredentials) {
+		return false // the password hook's source (Vault, a token service) may answer at the next try
+	}
 	if d.Permanent != nil {
 		if p, known := d.Permanent(err); known {
 			return p

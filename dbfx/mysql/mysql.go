@@ -46,6 +46,7 @@
 package mysql
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -146,7 +147,7 @@ func resolve(dsn string, o drv.Options, askFor func(string) string) (*drv.Target
 		t.Server = host
 		t.Port, _ = strconv.Atoi(port)
 	}
-	t.TLSOff = mc.Net != "unix" && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
+	t.TLSOff = mc.Net != "unix" && o.TLS == nil && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
 	t.Writer = func() (driver.Connector, error) {
 		c, err := mysql.NewConnector(mc)
 		if err != nil {
@@ -192,6 +193,35 @@ func parse(dsn string, o drv.Options) (*mysql.Config, error) {
 	}
 	if o.Dialer != nil && mc.DialFunc == nil && (mc.Net == "tcp" || mc.Net == "tcp4" || mc.Net == "tcp6" || mc.Net == "unix") {
 		mc.DialFunc = o.Dialer.DialContext
+	}
+	if o.TLS != nil {
+		// dbfx.WithTLS: the driver's TLS field, no registration by name;
+		// it takes the place of the DSN's tls= and never falls back to
+		// plain text. The driver sets ServerName from the address when
+		// the config has none (unless it skips verification).
+		mc.TLS = o.TLS.Clone()
+		mc.TLSConfig = ""
+		mc.AllowFallbackToPlaintext = false
+		if mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
+			if host, _, err := net.SplitHostPort(mc.Addr); err == nil {
+				mc.TLS.ServerName = host
+			}
+		}
+	}
+	if o.Password != nil {
+		// dbfx.WithPassword: the driver calls this on a copy of mc before
+		// each connection it opens, the cancels' included.
+		hook := o.Password
+		if err := mc.Apply(mysql.BeforeConnect(func(ctx context.Context, c *mysql.Config) error {
+			pw, err := hook(ctx)
+			if err != nil {
+				return err
+			}
+			c.Passwd = pw
+			return nil
+		})); err != nil {
+			return nil, err
+		}
 	}
 	if o.Log != nil {
 		// The driver's own log lines go to the engine's logger, not stderr.

@@ -38,6 +38,7 @@ import (
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/internal/drv"
+	"github.com/enginekit/enginekit/internal/netdial"
 )
 
 // Module puts the driver in the Fx graph, where dbfx.Module and dbfx.Named
@@ -85,7 +86,7 @@ func resolve(dsn string, o drv.Options) (*drv.Target, error) {
 	if cfg.Hostaddr.IsValid() {
 		t.Server = cfg.Hostaddr.String()
 	}
-	t.TLSOff = cfg.SSLMode == pq.SSLModeDisable || cfg.SSLMode == pq.SSLModeAllow || cfg.SSLMode == pq.SSLModePrefer
+	t.TLSOff = o.TLS == nil && (cfg.SSLMode == pq.SSLModeDisable || cfg.SSLMode == pq.SSLModeAllow || cfg.SSLMode == pq.SSLModePrefer)
 	t.Host = drv.Redact(t.Host, append(drv.Secrets(dsn), cfg.Password)...)
 	t.Writer = func() (driver.Connector, error) { return connector(cfg, o) }
 	return t, nil
@@ -147,18 +148,44 @@ func explain(dsn string, err error) string {
 
 // connector is lib/pq's connector for cfg, with a connect_timeout (lib/pq
 // has none unless told: a server that accepts and never answers would hold
-// a Connect for ever) and enginekit's dialer.
+// a Connect for ever) and enginekit's dialer; with o.TLS, the dialer
+// negotiates TLS itself (see tlsDialer) and lib/pq is told not to; with
+// o.Password, each connect asks it for the password (see hookConnector).
 func connector(cfg pq.Config, o drv.Options) (driver.Connector, error) {
 	cfg = cfg.Clone()
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = o.ConnectTimeout
 	}
+	var dialer pq.Dialer
+	if o.Dialer != nil {
+		dialer = o.Dialer
+	}
+	if o.TLS != nil {
+		base := o.Dialer
+		if base == nil {
+			base = &netdial.Dialer{}
+		}
+		dialer = &tlsDialer{base: base, cfg: o.TLS}
+		cfg.SSLMode = pq.SSLModeDisable
+	}
+	if o.Password != nil {
+		return &hookConnector{cfg: cfg, dialer: dialer, password: o.Password}, nil
+	}
+	c, err := newConnector(cfg, dialer)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newConnector is lib/pq's connector for cfg on dialer (nil: lib/pq's own).
+func newConnector(cfg pq.Config, dialer pq.Dialer) (*pq.Connector, error) {
 	c, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if o.Dialer != nil {
-		c.Dialer(o.Dialer)
+	if dialer != nil {
+		c.Dialer(dialer)
 	}
 	return c, nil
 }

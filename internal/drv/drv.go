@@ -43,6 +43,7 @@ package drv
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql/driver"
 	"time"
 
@@ -89,6 +90,14 @@ type Options struct {
 	// own way): keepalive, a user timeout, a setup deadline, and the
 	// connection handed to the connection wrapper for its liveness check.
 	Dialer *netdial.Dialer
+	// Password, when set, gives the password of each new connection in
+	// place of the DSN's (dbfx.WithPassword): called at every connect, the
+	// server-side cancel's too. Its errors match dbfx.ErrCredentials.
+	Password func(ctx context.Context) (string, error)
+	// TLS, when set, is the TLS configuration of every network connection,
+	// cloned for each, in place of the DSN's TLS settings (dbfx.WithTLS):
+	// the connection fails when the server does not offer TLS.
+	TLS *tls.Config
 }
 
 // Target is a resolved DSN: the connectors to open and what may be said
