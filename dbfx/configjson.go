@@ -27,6 +27,11 @@ var durationType = reflect.TypeFor[time.Duration]()
 // type, a malformed duration) is named in one error matching ErrConfig;
 // its text quotes durations but never a DSN. Decoding does not validate:
 // call Validate, as Open does.
+//
+// A struct that embeds Config takes this method (and MarshalJSON), so
+// that encoding/json hands it the whole object: its own fields are then
+// unknown keys here, an error. Give the Config a field name instead
+// (DB dbfx.Config `json:"db"`).
 func (c *Config) UnmarshalJSON(b []byte) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {

@@ -119,3 +119,25 @@ func TestConfigJSONErrorsNameTheField(t *testing.T) {
 		t.Errorf("want a ConfigError of 7 fields, got %#v", err)
 	}
 }
+
+// TestConfigJSONEmbedded: a struct that embeds Config takes its JSON
+// methods; its own fields then fail loudly, naming them, instead of
+// staying zero unnoticed.
+func TestConfigJSONEmbedded(t *testing.T) {
+	var app struct {
+		dbfx.Config
+		Port int `json:"port"`
+	}
+	err := json.Unmarshal([]byte(`{"dsn":"app.db","port":8080}`), &app)
+	if !errors.Is(err, dbfx.ErrConfig) || !strings.Contains(err.Error(), "port: is not a field of dbfx.Config") {
+		t.Fatalf("err = %v", err)
+	}
+	var named struct {
+		DB   dbfx.Config `json:"db"`
+		Port int         `json:"port"`
+	}
+	if err := json.Unmarshal([]byte(`{"db":{"dsn":"app.db","connect_timeout":"5s"},"port":8080}`), &named); err != nil ||
+		named.DB.DSN != "app.db" || named.DB.ConnectTimeout != 5*time.Second || named.Port != 8080 {
+		t.Fatalf("named field: %+v, %v", named, err)
+	}
+}
