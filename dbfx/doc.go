@@ -30,7 +30,16 @@
 // "database is closed"), and Health reports "engine failed to start".
 // OnStop closes the engine: new scopes fail with session.ErrClosed, scopes
 // in flight are awaited until the stop context ends, and the pools close.
-// Named provides a further database under an Fx name tag.
+// Named provides a further database under an Fx name tag, on a Config
+// given to it or, given the zero Config, the graph's Config tagged with
+// its name; OptionsFor hands it options through the graph as Options does
+// for Module's engine.
+//
+// Config has json, yaml and mapstructure tags (dsn, max_open_conns,
+// connect_timeout...), and its UnmarshalJSON reads durations as "5s", so
+// configuration loaders fill it as it is. WithPassword asks a hook for the
+// password of each new connection (rotating credentials), and WithTLS
+// gives PostgreSQL and MySQL a *tls.Config without registering it by name.
 //
 // # Drivers
 //
