@@ -75,8 +75,8 @@ func New(db *sqlx.DB, opts ...Option) (*Manager, error) {
 	m.tracer, _ = cfg.mon.(monitor.TxTracer)
 	m.poolMon, _ = cfg.mon.(monitor.PoolMonitor)
 	m.bind = binder{driver: db.DriverName(), bindType: sqlx.BindType(db.DriverName())}
-	m.pool = poolQuerier{binder: m.bind, m: m, db: db}
-	m.ppool = poolQuerier{binder: m.bind, m: m, db: db, prep: true}
+	m.pool = poolQuerier{binder: m.bind, m: m, db: db, reader: cfg.reader}
+	m.ppool = poolQuerier{binder: m.bind, m: m, db: db, reader: cfg.reader, prep: true}
 	switch size := cfg.stmtCache; {
 	case size == 0:
 		m.stmts = newStmtCache(DefaultStatementCache)

@@ -37,9 +37,11 @@ type Driver interface {
 // WithDriver names the driver of the pools given to New. It is required.
 func WithDriver(d Driver) Option { return func(c *config) { c.driver = d } }
 
-// WithReader gives the Manager a separate pool for read-only scopes: on
-// SQLite, a pool of connections opened with query_only. Without it, SQLite
-// read-only scopes run on the writer with PRAGMA query_only around them.
+// WithReader gives the Manager a separate pool for read-only scopes, and
+// for the SELECTs run outside any scope: on SQLite, a pool of connections
+// opened with query_only, so that reads do not queue behind the single
+// writer. Without it, SQLite read-only scopes run on the writer with
+// PRAGMA query_only around them.
 func WithReader(db *sqlx.DB) Option { return func(c *config) { c.reader = db } }
 
 // WithReplicas gives the Manager read replicas: a read-only scope that

@@ -254,7 +254,8 @@ func TestRequiresNewFailsFastWhenAncestorsHoldThePool(t *testing.T) {
 
 // NotSupported suspends the transaction: Q(ctx) is the pool, and what runs
 // there is not undone by the outer rollback. On SQLite the pool's only
-// writer is held by the suspended transaction: statements fail at once.
+// writer is held by the suspended transaction: SELECTs run on the reader
+// pool, every other statement fails at once.
 func TestNotSupportedRunsOnThePool(t *testing.T) {
 	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
 		cfg.AcquireTimeout = 10 * testTimeout
@@ -277,12 +278,21 @@ func TestNotSupportedRunsOnThePool(t *testing.T) {
 					t.Error("InTx is true in a NotSupported scope")
 				}
 				if e.Driver() == "sqlite3" {
-					// Every kind of statement fails at once.
+					// SELECTs run on the reader pool, and see only what
+					// was committed: not the suspended transaction's row.
 					var n int
-					wantErrIs(t, "QueryRowx", m.Q(ctx).QueryRowxContext(ctx, "SELECT 1").Scan(&n), session.ErrAcquireTimeout)
-					_, err := m.Q(ctx).QueryxContext(ctx, "SELECT 1")
+					sel := m.Rebind("SELECT COUNT(*) FROM items WHERE id = ?")
+					wantErrIs(t, "QueryRowx", m.Q(ctx).QueryRowxContext(ctx, sel, outerRow).Scan(&n), nil)
+					wantErrIs(t, "Get", m.Prepared(ctx).GetContext(ctx, &n, sel, outerRow), nil)
+					if n != 0 {
+						t.Errorf("a SELECT in NotSupported counts %d of the suspended transaction's rows, want 0", n)
+					}
+					// Every other statement needs the writer, which the
+					// suspended transaction holds: it fails at once.
+					_, err := m.Q(ctx).QueryxContext(ctx, "INSERT INTO items (id) VALUES (77) RETURNING id")
 					wantErrIs(t, "Queryx", err, session.ErrAcquireTimeout)
-					wantErrIs(t, "Get", m.Q(ctx).GetContext(ctx, &n, "SELECT 1"), session.ErrAcquireTimeout)
+					_, err = m.Q(ctx).ExecContext(ctx, "SELECT 1")
+					wantErrIs(t, "Exec", err, session.ErrAcquireTimeout)
 					// So does a scope that needs a connection of its own.
 					wantErrIs(t, "Conn", m.Conn(ctx, func(context.Context) error { return nil }), session.ErrAcquireTimeout)
 					wantErrIs(t, "Tx", m.Tx(ctx, func(context.Context) error { return nil }), session.ErrAcquireTimeout)

@@ -346,11 +346,43 @@ func (e *staleError) Unwrap() error { return e.err }
 // room to open one; when it has neither they take their connection under
 // the timeout as above and run as they are. (A connection seen idle and
 // taken by another caller in between is waited for within the ctx.)
+//
+// On SQLite a SELECT runs on the reader pool (WithReader) instead of
+// queueing behind the single writer connection: it sees every write
+// committed before it starts, as on the writer, but not a connection's
+// TEMP tables or last_insert_rowid(), which the writer connection keeps.
 type poolQuerier struct {
 	binder
-	m    *Manager
-	db   *sqlx.DB
-	prep bool
+	m      *Manager
+	db     *sqlx.DB
+	reader *sqlx.DB // the pool of SELECTs (nil: db)
+	prep   bool
+}
+
+// on returns the pool a statement runs on, and its side.
+func (q *poolQuerier) on(query string) (*sqlx.DB, poolSide) {
+	if q.reader != nil && isSelect(query) {
+		return q.reader, onReader
+	}
+	return q.db, onWriter
+}
+
+// isSelect reports whether query is a SELECT: its first word, after
+// blanks, is SELECT. (A statement that starts with a comment or WITH is
+// not taken for one.)
+func isSelect(query string) bool {
+	i := 0
+	for i < len(query) && (query[i] == ' ' || query[i] == '\t' || query[i] == '\n' || query[i] == '\r') {
+		i++
+	}
+	if len(query)-i < len("select") || !strings.EqualFold(query[i:i+6], "select") {
+		return false
+	}
+	if i += 6; i == len(query) {
+		return true
+	}
+	c := query[i]
+	return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_')
 }
 
 // connWait is how a statement run outside any scope waits for its
@@ -364,35 +396,37 @@ const (
 )
 
 // spare fails fast when the gate is closed (see WithGate), or when the
-// scopes in ctx hold every connection of the pool. Every statement outside
-// a scope asks it first.
-func (q *poolQuerier) spare(ctx context.Context) error {
+// scopes in ctx hold every connection of db. Every statement outside a
+// scope asks it first.
+func (q *poolQuerier) spare(ctx context.Context, db *sqlx.DB, side poolSide) error {
 	if err := q.m.opened(); err != nil {
 		return err
 	}
-	return q.m.checkSpare(ctx, q.m.current(ctx), q.db, onWriter)
+	return q.m.checkSpare(ctx, q.m.current(ctx), db, side)
 }
 
-// conn takes a connection for one statement, under the acquire timeout.
-func (q *poolQuerier) conn(ctx context.Context) (*sqlx.Conn, error) {
-	return q.m.acquireFor(ctx, q.m.current(ctx), q.db, onWriter)
+// conn takes a connection of db for one statement, under the acquire
+// timeout.
+func (q *poolQuerier) conn(ctx context.Context, db *sqlx.DB, side poolSide) (*sqlx.Conn, error) {
+	return q.m.acquireFor(ctx, q.m.current(ctx), db, side)
 }
 
 func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := q.spare(ctx); err != nil {
+	db, side := q.db, onWriter // a write, or a statement whose effects the caller wants
+	if err := q.spare(ctx, db, side); err != nil {
 		return nil, err
 	}
 	var res sql.Result
-	if ran, err := q.runPrepared(ctx, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) (err error) {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) (err error) {
 		res, err = st.ExecContext(ctx, args...)
 		return err
 	}); ran {
 		return res, err
 	}
 	if q.m.cfg.acquireTimeout <= 0 {
-		return q.db.ExecContext(ctx, query, args...)
+		return db.ExecContext(ctx, query, args...)
 	}
-	c, err := q.conn(ctx)
+	c, err := q.conn(ctx, db, side)
 	if err != nil {
 		return nil, err
 	}
@@ -401,89 +435,95 @@ func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any
 }
 
 func (q *poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if err := q.spare(ctx); err != nil {
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
 		return nil, err
 	}
 	var rows *sql.Rows
-	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) (err error) {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), withinCtx, func(st *sqlx.Stmt) (err error) {
 		rows, err = st.QueryContext(ctx, args...)
 		return err
 	}); ran {
 		return rows, err
 	}
-	return q.db.QueryContext(ctx, query, args...)
+	return db.QueryContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
-	if err := q.spare(ctx); err != nil {
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
 		return nil, err
 	}
 	var rows *sqlx.Rows
-	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) (err error) {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), withinCtx, func(st *sqlx.Stmt) (err error) {
 		rows, err = st.QueryxContext(ctx, args...)
 		return err
 	}); ran {
 		return rows, err
 	}
-	return q.db.QueryxContext(ctx, query, args...)
+	return db.QueryxContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
-	if err := q.spare(ctx); err != nil {
-		return errRow(q.db, ctx, err)
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
+		return errRow(db, ctx, err)
 	}
 	var row *sqlx.Row
-	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), withinCtx, func(st *sqlx.Stmt) error {
 		row = st.QueryRowxContext(ctx, args...)
 		return row.Err()
 	}); ran {
 		if row == nil { // the preparation failed
-			row = errRow(q.db, ctx, err)
+			row = errRow(db, ctx, err)
 		}
 		return row
 	}
-	return q.db.QueryRowxContext(ctx, query, args...)
+	return db.QueryRowxContext(ctx, query, args...)
 }
 
 func (q *poolQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if err := q.spare(ctx); err != nil {
-		return errSQLRow(q.db, ctx, err)
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
+		return errSQLRow(db, ctx, err)
 	}
 	var row *sql.Row
-	if ran, err := q.runPrepared(ctx, query, len(args), withinCtx, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), withinCtx, func(st *sqlx.Stmt) error {
 		row = st.QueryRowContext(ctx, args...)
 		return row.Err()
 	}); ran {
 		if row == nil { // the preparation failed
-			row = errSQLRow(q.db, ctx, err)
+			row = errSQLRow(db, ctx, err)
 		}
 		return row
 	}
-	return q.db.QueryRowContext(ctx, query, args...)
+	return db.QueryRowContext(ctx, query, args...)
 }
 
 // PrepareContext prepares query on the pool: database/sql prepares it
 // again on each connection that runs it.
 func (q *poolQuerier) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	if err := q.spare(ctx); err != nil {
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
 		return nil, err
 	}
-	return q.db.PrepareContext(ctx, query)
+	return db.PrepareContext(ctx, query)
 }
 
 func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, args ...any) error {
-	if err := q.spare(ctx); err != nil {
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
 		return err
 	}
-	if ran, err := q.runPrepared(ctx, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) error {
 		return st.GetContext(ctx, dest, args...)
 	}); ran {
 		return err
 	}
 	if q.m.cfg.acquireTimeout <= 0 {
-		return q.db.GetContext(ctx, dest, query, args...)
+		return db.GetContext(ctx, dest, query, args...)
 	}
-	c, err := q.conn(ctx)
+	c, err := q.conn(ctx, db, side)
 	if err != nil {
 		return err
 	}
@@ -492,18 +532,19 @@ func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, ar
 }
 
 func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
-	if err := q.spare(ctx); err != nil {
+	db, side := q.on(query)
+	if err := q.spare(ctx, db, side); err != nil {
 		return err
 	}
-	if ran, err := q.runPrepared(ctx, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) error {
+	if ran, err := q.runPrepared(ctx, db, query, len(args), underAcquireTimeout, func(st *sqlx.Stmt) error {
 		return st.SelectContext(ctx, dest, args...)
 	}); ran {
 		return err
 	}
 	if q.m.cfg.acquireTimeout <= 0 {
-		return q.db.SelectContext(ctx, dest, query, args...)
+		return db.SelectContext(ctx, dest, query, args...)
 	}
-	c, err := q.conn(ctx)
+	c, err := q.conn(ctx, db, side)
 	if err != nil {
 		return err
 	}
@@ -522,16 +563,16 @@ func (q *poolQuerier) NamedExecContext(ctx context.Context, query string, arg an
 // has no connection to spare, see poolQuerier). A statement the database
 // says is gone or stale is dropped from the cache and run once more,
 // prepared anew.
-func (q *poolQuerier) runPrepared(ctx context.Context, query string, nargs int, wait connWait, op func(*sqlx.Stmt) error) (ran bool, err error) {
+func (q *poolQuerier) runPrepared(ctx context.Context, db *sqlx.DB, query string, nargs int, wait connWait, op func(*sqlx.Stmt) error) (ran bool, err error) {
 	m := q.m
 	if !q.prep || m.stmts == nil || !preparable(query, nargs) {
 		return false, nil
 	}
-	if wait == underAcquireTimeout && m.cfg.acquireTimeout > 0 && !idleOrRoom(q.db) {
+	if wait == underAcquireTimeout && m.cfg.acquireTimeout > 0 && !idleOrRoom(db) {
 		return false, nil
 	}
 	for retried := false; ; retried = true {
-		e, err := m.stmts.get(ctx, q.db, query)
+		e, err := m.stmts.get(ctx, db, query)
 		if e == nil {
 			return err != nil, err
 		}
