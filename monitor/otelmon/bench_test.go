@@ -20,8 +20,11 @@ import (
 // BenchmarkPointRead is the cost of the OpenTelemetry monitor on a
 // PostgreSQL point read by primary key: every span sampled and handed to
 // a batch processor whose exporter discards it, the duration recorded on
-// a meter with a reader, against an engine with no monitor. Compare the
-// two with benchstat:
+// a meter with a reader, against an engine with no monitor. Besides the
+// time, cpu-ns/op is the CPU the test process used per read (user and
+// system, every goroutine's: the batch processor's and the GC's too),
+// which the machine's other work changes less. Compare the two with
+// benchstat:
 //
 //	go test -run '^$' -bench PointRead -count 10 ./monitor/otelmon/ > bench.txt
 //	benchstat -col /monitor bench.txt
@@ -38,12 +41,14 @@ func BenchmarkPointRead(b *testing.B) {
 			var s string
 			b.ReportAllocs()
 			i := 0
+			cpu := processCPU()
 			for b.Loop() {
 				i++
 				if err := db.QueryRowContext(ctx, q, i%100+1).Scan(&s); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(max(i, 1)), "cpu-ns/op")
 		})
 	}
 }
@@ -79,7 +84,9 @@ func BenchmarkPointReadPaired(b *testing.B) {
 }
 
 // BenchmarkMonitorAlone is the monitor's own work for one statement,
-// without a database: QueryStart and Query with every span sampled.
+// without a database: QueryStart and Query with every span sampled
+// (cpu-ns/op: the process's CPU per statement, the batch processor's
+// included).
 func BenchmarkMonitorAlone(b *testing.B) {
 	tp, mp := benchProviders(b)
 	mon, err := otelmon.New(otelmon.WithTracerProvider(tp), otelmon.WithMeterProvider(mp))
@@ -91,7 +98,11 @@ func BenchmarkMonitorAlone(b *testing.B) {
 	const q = `SELECT "v" FROM "bench" WHERE "id" = $1`
 	ctx := context.Background()
 	b.ReportAllocs()
+	n := 0
+	cpu := processCPU()
+	defer func() { b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(max(n, 1)), "cpu-ns/op") }()
 	for b.Loop() {
+		n++
 		sctx := mon.QueryStart(ctx, monitor.QueryStart{DB: "primary", Op: monitor.OpQuery, SQL: q})
 		mon.Query(sctx, monitor.QueryEvent{DB: "primary", Op: monitor.OpQuery, SQL: q, Duration: time.Millisecond, Rows: -1})
 	}
