@@ -94,10 +94,11 @@ func TestPostgresSeveralHostsConnect(t *testing.T) {
 }
 
 // TestPostgresSeveralHostsFirstHung: a first host that accepts and never
-// answers (a server stopped, a machine gone behind a proxy) costs each
-// new connection the DSN's connect_timeout before lib/pq tries the next
-// host, which serves it; without connect_timeout it would cost the
-// engine's ConnectTimeout.
+// answers (a server stopped, a machine gone behind a proxy) costs the
+// first connection the DSN's connect_timeout before lib/pq tries the next
+// host, which serves it (without connect_timeout it would cost the
+// engine's ConnectTimeout); the next connections start at the host that
+// served, and wait on the hung one no more.
 func TestPostgresSeveralHostsFirstHung(t *testing.T) {
 	cfg := fxtest.Postgres(t)
 	u, err := url.Parse(cfg.DSN)
@@ -133,7 +134,7 @@ func TestPostgresSeveralHostsFirstHung(t *testing.T) {
 	u.Host = "HOSTS"
 	cfg.DSN = strings.Replace(u.String(), "HOSTS", hung.Addr().String()+","+real, 1)
 	cfg.ConnectTimeout = 20 * time.Second
-	cfg.MaxIdleConns, cfg.MaxOpenConns = 1, 1
+	cfg.MaxIdleConns, cfg.MaxOpenConns = 2, 2
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -154,5 +155,25 @@ func TestPostgresSeveralHostsFirstHung(t *testing.T) {
 	if took < time.Second || took > 5*time.Second {
 		t.Errorf("the first connection took %s: want the first host's connect_timeout (1s), then the second host", took)
 	}
-	t.Logf("first connection in %s", took.Round(time.Millisecond))
+
+	// A second connection, while the first is held.
+	held1, err := e.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held1.Close()
+	begun = time.Now()
+	second, err := e.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.QueryRowContext(ctx, "SELECT inet_server_port()").Scan(&port); err != nil {
+		t.Fatal(err)
+	}
+	took2 := time.Since(begun)
+	if took2 > 700*time.Millisecond {
+		t.Errorf("the second connection took %s: it waited on the hung host again", took2)
+	}
+	t.Logf("first connection in %s, the second in %s", took.Round(time.Millisecond), took2.Round(time.Millisecond))
 }

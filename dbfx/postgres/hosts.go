@@ -1,8 +1,19 @@
 package postgres
 
 import (
+	"context"
+	"database/sql/driver"
+	"net"
+	"net/netip"
 	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lib/pq"
 )
 
 // Several servers for one database (a primary and its standbys) are
@@ -131,3 +142,105 @@ func splitHostPort(h string) (name, port string, ok bool) {
 	name, err := url.PathUnescape(name)
 	return name, port, err == nil
 }
+
+// Each new connection tries the hosts in the DSN's order. A host that is
+// down but whose machine lives refuses at once; one whose machine is gone
+// (or a server that accepts and never answers) holds each connection for
+// its connect_timeout before lib/pq tries the next. After a failover the
+// dead primary is usually first in the DSN: preferServed starts each
+// connection at the host that served the last one, so that only the first
+// connection after a failover waits on the dead host.
+
+// servedKey is the ctx key under which a Connect learns the address it
+// reached (the last one dialed).
+type servedKey struct{}
+
+// recordingDialer dials with d and writes the address of each dial to the
+// *string the ctx carries under servedKey (lib/pq dials the hosts in turn
+// and keeps the last it dialed; its cancel requests carry no such ctx).
+type recordingDialer struct{ d pq.DialerContext }
+
+func (r recordingDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if s, ok := ctx.Value(servedKey{}).(*string); ok {
+		*s = address
+	}
+	return r.d.DialContext(ctx, network, address)
+}
+
+func (r recordingDialer) Dial(network, address string) (net.Conn, error) {
+	return r.d.DialContext(context.Background(), network, address)
+}
+
+func (r recordingDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return r.d.DialContext(ctx, network, address)
+}
+
+// preferServed opens connections to cfg's hosts (more than one) with the
+// connectors build makes, each of cfg with its hosts in the DSN's order
+// but starting at another host: a Connect uses the one that starts at the
+// host that served the last successful Connect. lib/pq's
+// load_balance_hosts=random is left to lib/pq.
+type preferServed struct {
+	conns []driver.Connector // conns[i] tries host i first, then the rest in order
+	addrs []string           // the address lib/pq dials for host i
+	first atomic.Int32
+}
+
+// newPreferServed returns the connector of cfg, whose hosts are several,
+// on dialer, as build makes it for one order of the hosts.
+func newPreferServed(cfg pq.Config, dialer pq.DialerContext, build func(pq.Config, pq.Dialer) (driver.Connector, error)) (driver.Connector, error) {
+	type host struct {
+		name string
+		addr netip.Addr
+		port uint16
+	}
+	hosts := []host{{cfg.Host, cfg.Hostaddr, cfg.Port}}
+	for _, m := range cfg.Multi {
+		hosts = append(hosts, host{m.Host, m.Hostaddr, m.Port})
+	}
+	p := &preferServed{}
+	rec := recordingDialer{d: dialer}
+	for i := range hosts {
+		c := cfg.Clone()
+		order := append(slices.Clone(hosts[i:]), hosts[:i]...)
+		c.Host, c.Hostaddr, c.Port = order[0].name, order[0].addr, order[0].port
+		c.Multi = nil
+		for _, h := range order[1:] {
+			c.Multi = append(c.Multi, pq.ConfigMultihost{Host: h.name, Hostaddr: h.addr, Port: h.port})
+		}
+		conn, err := build(c, rec)
+		if err != nil {
+			return nil, err
+		}
+		p.conns = append(p.conns, conn)
+		p.addrs = append(p.addrs, dialAddress(hosts[i].name, hosts[i].addr, hosts[i].port))
+	}
+	return p, nil
+}
+
+// dialAddress is the address lib/pq dials for a host.
+func dialAddress(name string, addr netip.Addr, port uint16) string {
+	p := strconv.Itoa(int(port))
+	switch {
+	case addr.IsValid():
+		return net.JoinHostPort(addr.String(), p)
+	case filepath.IsAbs(name) || strings.HasPrefix(name, "@"):
+		return filepath.Join(name, ".s.PGSQL."+p)
+	}
+	return net.JoinHostPort(name, p)
+}
+
+func (p *preferServed) Connect(ctx context.Context) (driver.Conn, error) {
+	var served string
+	c, err := p.conns[p.first.Load()].Connect(context.WithValue(ctx, servedKey{}, &served))
+	if err == nil {
+		if i := slices.Index(p.addrs, served); i >= 0 {
+			p.first.Store(int32(i))
+		}
+	}
+	return c, err
+}
+
+func (p *preferServed) Driver() driver.Driver { return p.conns[0].Driver() }

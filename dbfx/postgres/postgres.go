@@ -168,14 +168,20 @@ func connector(cfg pq.Config, o drv.Options) (driver.Connector, error) {
 		dialer = &tlsDialer{base: base, cfg: o.TLS}
 		cfg.SSLMode = pq.SSLModeDisable
 	}
-	if o.Password != nil {
-		return &hookConnector{cfg: cfg, dialer: dialer, password: o.Password}, nil
+	build := func(cfg pq.Config, dialer pq.Dialer) (driver.Connector, error) {
+		if o.Password != nil {
+			return &hookConnector{cfg: cfg, dialer: dialer, password: o.Password}, nil
+		}
+		c, err := newConnector(cfg, dialer)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
-	c, err := newConnector(cfg, dialer)
-	if err != nil {
-		return nil, err
+	if dc, ok := dialer.(pq.DialerContext); ok && len(cfg.Multi) > 0 && cfg.LoadBalanceHosts != pq.LoadBalanceHostsRandom {
+		return newPreferServed(cfg, dc, build)
 	}
-	return c, nil
+	return build(cfg, dialer)
 }
 
 // newConnector is lib/pq's connector for cfg on dialer (nil: lib/pq's own).
