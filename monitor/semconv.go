@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 
 	"github.com/enginekit/enginekit/internal/dialect"
 )
@@ -56,11 +57,13 @@ func Operation(op Op, query string) string {
 	return kw
 }
 
-// Collection is the table a statement names first, as it is written in
-// it (schema prefix and quotes included), for OpenTelemetry's
+// Collection is the table a statement names first, for OpenTelemetry's
 // db.collection.name: the table of INSERT INTO, UPDATE, DELETE FROM,
-// REPLACE INTO, or the first FROM of a SELECT; "" when there is none.
-// It allocates nothing.
+// REPLACE INTO, or the first FROM of a SELECT; "" when there is none. It
+// is as the statement writes it, schema prefix included, without the
+// quotes of quoted names ("public"."users" is public.users), so that a
+// repository's statements, which quote their table, and one's own name it
+// alike. It allocates nothing, unless a name of several parts is quoted.
 func Collection(query string) string {
 	s := sqlScanner{q: query}
 	switch keyword(s.word()) {
@@ -212,7 +215,7 @@ func (s *sqlScanner) table() string {
 				s.i++
 			}
 		default:
-			return s.q[start:s.i]
+			return unquote(s.q[start:s.i])
 		}
 		if s.i >= len(s.q) || s.q[s.i] != '.' {
 			break
@@ -222,7 +225,37 @@ func (s *sqlScanner) table() string {
 	if s.i > len(s.q) {
 		s.i = len(s.q)
 	}
-	return s.q[start:s.i]
+	return unquote(s.q[start:s.i])
+}
+
+// unquote removes the quotes of the parts of a dotted name.
+func unquote(name string) string {
+	if !strings.ContainsAny(name, "\"`") {
+		return name
+	}
+	if q := name[0]; len(name) >= 2 && (q == '"' || q == '`') && name[len(name)-1] == q &&
+		strings.IndexByte(name[1:len(name)-1], q) < 0 {
+		return name[1 : len(name)-1]
+	}
+	var b strings.Builder
+	var quote byte
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case quote == 0 && (c == '"' || c == '`'):
+			quote = c
+		case c == quote:
+			if i+1 < len(name) && name[i+1] == quote {
+				b.WriteByte(c) // a doubled quote stands for one
+				i++
+			} else {
+				quote = 0
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // skipQuoted skips a literal or quoted name opened by q at s.i: a doubled

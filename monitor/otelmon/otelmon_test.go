@@ -17,6 +17,7 @@ import (
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
 	"github.com/enginekit/enginekit/monitor/otelmon"
+	"github.com/enginekit/enginekit/repo"
 	"github.com/enginekit/enginekit/session"
 )
 
@@ -363,4 +364,43 @@ func TestUnsampled(t *testing.T) {
 	if n < 3 {
 		t.Errorf("%d durations recorded, want BEGIN, CREATE and COMMIT at least", n)
 	}
+}
+
+type item struct {
+	ID   int64  `db:"id,pk"`
+	Name string `db:"name"`
+}
+
+// TestRepositorySpans: a repository's statements, which quote their
+// table, name it as one's own statements do.
+func TestRepositorySpans(t *testing.T) {
+	fxtest.Each(t, func(t *testing.T, cfg dbfx.Config) {
+		s := newSDK(t)
+		e := openEngine(t, cfg, dbfx.WithMonitor(s.monitor(t)))
+		mustExec(t, e, "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL)")
+		items, err := repo.New[item, int64](e.Sessions(), repo.Table("items"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.spans.Reset()
+		ctx := testContext(t)
+		if err := items.Insert(ctx, &item{ID: 1, Name: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := items.Get(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, sp := range s.spans.GetSpans() {
+			if sp.Name != "PREPARE items" { // the statement cache's
+				names = append(names, sp.Name)
+			}
+			if got := attrs(sp.Attributes)["db.collection.name"]; got != "items" {
+				t.Errorf("span %s: db.collection.name %q, want items", sp.Name, got)
+			}
+		}
+		if !slices.Equal(names, []string{"INSERT items", "SELECT items"}) {
+			t.Errorf("spans %v, want INSERT items and SELECT items", names)
+		}
+	})
 }
