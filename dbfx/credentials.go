@@ -71,17 +71,22 @@ func (o *options) connectHooks(name string, timeout time.Duration, d *drv.Option
 }
 
 // refuseHooks is a config error when o has a password hook or a TLS
-// configuration and the engine's driver has no use for them.
+// configuration and the engine's driver does not take them.
 func (o *options) refuseHooks(r *resolved) error {
-	if r.drv.SQL.Family() != dialect.SQLite {
+	if r.drv.ConnectHooks {
 		return nil
+	}
+	noPassword, noTLS := fmt.Sprintf("the %s driver does not support it", r.drv.Name), ""
+	noTLS = noPassword
+	if r.drv.SQL.Family() == dialect.SQLite {
+		noPassword, noTLS = "SQLite has no password", "SQLite has no network connection"
 	}
 	var bad []FieldError
 	if o.password != nil {
-		bad = append(bad, FieldError{Field: "WithPassword", Reason: "SQLite has no password"})
+		bad = append(bad, FieldError{Field: "WithPassword", Reason: noPassword})
 	}
 	if o.tls != nil {
-		bad = append(bad, FieldError{Field: "WithTLS", Reason: "SQLite has no network connection"})
+		bad = append(bad, FieldError{Field: "WithTLS", Reason: noTLS})
 	}
 	if bad == nil {
 		return nil

@@ -81,7 +81,8 @@ func newDriver(askFor func(lock string) string) *drv.Driver {
 		Resolve: func(dsn string, o drv.Options) (*drv.Target, error) {
 			return resolve(dsn, o, askFor)
 		},
-		Permanent: permanent,
+		Permanent:    permanent,
+		ConnectHooks: true,
 	}
 }
 

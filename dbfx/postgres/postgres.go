@@ -48,11 +48,12 @@ var Module fx.Option = dbfx.DriverModule(Driver)
 // Driver returns the PostgreSQL driver.
 func Driver() dbfx.Driver {
 	return &drv.Driver{
-		Name:      "postgres",
-		Package:   "github.com/enginekit/enginekit/dbfx/postgres",
-		SQL:       dialect.New(dialect.Postgres, classify),
-		Resolve:   resolve,
-		Permanent: permanent,
+		Name:         "postgres",
+		Package:      "github.com/enginekit/enginekit/dbfx/postgres",
+		SQL:          dialect.New(dialect.Postgres, classify),
+		Resolve:      resolve,
+		Permanent:    permanent,
+		ConnectHooks: true,
 	}
 }
 

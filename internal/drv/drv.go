@@ -66,6 +66,10 @@ type Driver struct {
 	// Resolve parses and checks dsn, adds the parameters enginekit relies
 	// on, and says what to open. Its errors never quote the DSN.
 	Resolve func(dsn string, o Options) (*Target, error)
+	// ConnectHooks: Resolve honours Options.Password and Options.TLS
+	// (dbfx.WithPassword, dbfx.WithTLS); dbfx refuses both for a driver
+	// without it rather than ignore them.
+	ConnectHooks bool
 	// Permanent tells, for a connect error the driver knows, whether
 	// waiting cannot cure it (a wrong password, an unknown database):
 	// known is false for an error it does not know.
