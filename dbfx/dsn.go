@@ -22,10 +22,19 @@ type resolved struct {
 // packageOf is the driver package of a driver enginekit has.
 func packageOf(name string) (string, bool) {
 	switch name {
-	case "postgres", "mysql", "sqlite3":
+	case "postgres", "pgx", "mysql", "sqlite3":
 		return "github.com/enginekit/enginekit/dbfx/" + name, true
 	}
 	return "", false
+}
+
+// formRead is the DSN form the driver of that name reads: its name, but
+// for pgx, which reads postgres DSNs.
+func formRead(name string) string {
+	if name == "pgx" {
+		return "postgres"
+	}
+	return name
 }
 
 // What a DSN is (DESIGN "Which DSN is which"):
@@ -192,7 +201,7 @@ func dsnProblem(name, dsn string) string {
 		return "" // the driver named reads it (sqlite3: as a file of that name)
 	case fam == "":
 		return unknownDSN(dsn)
-	case name != "" && fam != name && !path:
+	case name != "" && fam != formRead(name) && !path:
 		return fmt.Sprintf("is a %s DSN, but the engine's driver is %s", fam, name)
 	}
 	return ""
@@ -281,11 +290,18 @@ func (ds drivers) pick(name, dsn string) (d *drv.Driver, field, why string, notG
 			return d, "", "", false
 		}
 	}
+	if field == "DSN" { // a driver that reads another's form: pgx, postgres DSNs
+		for _, d := range ds {
+			if d.Form == name {
+				return d, "", "", false
+			}
+		}
+	}
 	pkg, known := packageOf(name)
 	give := "import " + pkg + " and put its Module in the Fx graph, or give its Driver() with dbfx.WithDriver"
 	switch {
 	case !known:
-		return nil, field, fmt.Sprintf("%q is not a driver enginekit has (want postgres, mysql or sqlite3)", name), false
+		return nil, field, fmt.Sprintf("%q is not a driver enginekit has (want postgres, pgx, mysql or sqlite3)", name), false
 	case field == "Driver":
 		return nil, field, fmt.Sprintf("%q was not given: %s", name, give), true
 	}

@@ -170,9 +170,13 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.health.SetMaxOpenConns(1)
 		e.health.SetMaxIdleConns(1)
 	}
+	stmtCache := c.StatementCache
+	if r.drv.CachesStatements {
+		stmtCache = -1 // the driver's own cache; a second would prepare twice
+	}
 	sopts := []session.Option{session.WithDriver(r.drv), session.WithAcquireTimeout(c.AcquireTimeout),
-		session.WithStatementCache(c.StatementCache), session.WithGate(e.gate)}
-	if o.prepareQ {
+		session.WithStatementCache(stmtCache), session.WithGate(e.gate)}
+	if o.prepareQ && !r.drv.CachesStatements {
 		sopts = append(sopts, session.WithPreparedQueries())
 	}
 	if len(r.replicas) > 0 {

@@ -49,7 +49,7 @@ func exitStderr(err error) string {
 func TestCoreLinksNoBackend(t *testing.T) {
 	mod := "github.com/enginekit/enginekit/"
 	core := []string{mod + "dbfx", mod + "session", mod + "repo", mod + "monitor", mod + "internal/dialect"}
-	forbidden := append([]string{"github.com/lib/pq", "github.com/go-sql-driver/mysql"}, heavy...)
+	forbidden := append([]string{"github.com/lib/pq", "github.com/jackc/pgx", "github.com/go-sql-driver/mysql"}, heavy...)
 	checkNone(t, deps(t, core...), forbidden)
 }
 
@@ -58,13 +58,14 @@ func TestCoreLinksNoBackend(t *testing.T) {
 func TestOneDriverProgram(t *testing.T) {
 	for _, tt := range []struct {
 		program string
-		other   string
+		others  []string
 	}{
-		{"./postgres", "github.com/go-sql-driver/mysql"},
-		{"./mysql", "github.com/lib/pq"},
+		{"./postgres", []string{"github.com/go-sql-driver/mysql", "github.com/jackc/pgx"}},
+		{"./pgx", []string{"github.com/go-sql-driver/mysql", "github.com/lib/pq"}},
+		{"./mysql", []string{"github.com/lib/pq", "github.com/jackc/pgx"}},
 	} {
 		t.Run(tt.program, func(t *testing.T) {
-			checkNone(t, deps(t, tt.program), append([]string{tt.other}, heavy...))
+			checkNone(t, deps(t, tt.program), append(tt.others, heavy...))
 			cmd := exec.Command(goTool(t), "build", "-o", filepath.Join(t.TempDir(), "program"), tt.program)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,6 +1,6 @@
 // Package boundary holds the programs that keep enginekit's dependency
 // boundaries honest: a service on one driver links only that driver (see
-// the postgres and mysql commands and boundary_test.go), and handmade, the
+// the postgres, pgx and mysql commands and boundary_test.go), and handmade, the
 // same service written by hand on lib/pq, sqlx, fx and zap, against which
 // their binary size is measured.
 package boundary
@@ -50,7 +50,7 @@ func run(driver fx.Option) error {
 	defer app.Stop(context.WithoutCancel(ctx))
 	table := fmt.Sprintf("boundary_notes_%d", os.Getpid())
 	id := "id INTEGER PRIMARY KEY AUTO_INCREMENT"
-	if e.Driver() == "postgres" {
+	if d := e.Driver(); d == "postgres" || d == "pgx" {
 		id = "id SERIAL PRIMARY KEY"
 	}
 	q := m.Q(ctx)

@@ -183,6 +183,18 @@ func (c *conn) settle(query string, err error) error {
 	return err
 }
 
+// canceledBy is err, for a statement that the server canceled because its
+// ctx ended (lib/pq and pgx send PostgreSQL's cancel request themselves,
+// and report the server's 57014), wrapped in the ctx's error: the caller
+// sees that its deadline or cancel ended the call, as when the wrapper
+// cuts a connection, and the server's error stays reachable.
+func (c *conn) canceledBy(ctx context.Context, err error) error {
+	if err == nil || ctx == nil || ctx.Err() == nil || errors.Is(err, ctx.Err()) || !c.w.d.Classify(err).Has(dialect.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", ctx.Err(), err)
+}
+
 // isRollback reports whether query is a ROLLBACK statement.
 func isRollback(query string) bool {
 	q := strings.TrimLeft(query, " \t\r\n")
@@ -328,7 +340,7 @@ func (c *conn) execContext(ctx context.Context, query string, args []driver.Name
 		c.skip(octx, begun, monitor.OpExec, query)
 		return nil, err
 	}
-	err = c.settle(query, err)
+	err = c.canceledBy(ctx, c.settle(query, err))
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpExec, query, args, begun, rowsAffected(res, err), err)
 	}
@@ -369,7 +381,7 @@ func (c *conn) queryContext(ctx context.Context, query string, args []driver.Nam
 		c.skip(octx, begun, monitor.OpQuery, query)
 		return nil, err
 	}
-	err = c.settle(query, err)
+	err = c.canceledBy(ctx, c.settle(query, err))
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpQuery, query, args, begun, -1, err)
 	}
@@ -405,7 +417,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 			s, err = nil, ctx.Err()
 		}
 	}
-	err = c.settle(query, err)
+	err = c.canceledBy(ctx, c.settle(query, err))
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpPrepare, query, nil, begun, -1, err)
 	}
@@ -638,7 +650,7 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		res, err = s.s.Exec(dargs) //nolint:staticcheck // database/sql's fallback
 	}
 	err = wt.end(err)
-	err = c.settle(s.query, err)
+	err = c.canceledBy(ctx, c.settle(s.query, err))
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpExec, s.query, args, begun, rowsAffected(res, err), err)
 	}
@@ -672,7 +684,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	if err != nil {
 		err = wt.end(err)
 	}
-	err = c.settle(s.query, err)
+	err = c.canceledBy(ctx, c.settle(s.query, err))
 	if c.w.mon != nil {
 		c.w.observe(octx, monitor.OpQuery, s.query, args, begun, -1, err)
 	}
@@ -723,6 +735,9 @@ func (r *rows) Next(dest []driver.Value) error {
 			err = cutError(r.wt.ctx, err)
 		}
 		err = r.c.settle("", err)
+		if r.wt != nil {
+			err = r.c.canceledBy(r.wt.ctx, err)
+		}
 	}
 	return err
 }

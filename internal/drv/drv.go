@@ -33,9 +33,8 @@
 //   - Bulk load: an optional interface on the driver's connection, found
 //     through the wrapper by session (as sql.Conn.Raw does) and offered to
 //     repo; the core names no driver type.
-//   - Statement-cache policy: a field that tells session whether to keep
-//     prepared statements of its own for this driver and Target (off behind
-//     PgBouncer in transaction mode; left to a driver that caches itself).
+//   - Statement-cache policy: CachesStatements, for a driver that caches
+//     statements itself (pgx); off behind PgBouncer in transaction mode.
 //
 // The connection wrapper (internal/connwrap) sits on every connector a
 // Target opens.
@@ -57,8 +56,13 @@ import (
 // what dbfx.Driver and session.Driver hold: its methods Spec and Dialect
 // are theirs.
 type Driver struct {
-	// Name is the name Config.Driver takes: postgres, mysql or sqlite3.
+	// Name is the name Config.Driver takes: postgres, pgx, mysql or
+	// sqlite3.
 	Name string
+	// Form is the DSN form the driver reads, when it is another driver's
+	// name: pgx reads postgres DSNs. A DSN of that form picks the driver
+	// of its own name first, then this one.
+	Form string
 	// Package is the import path of the driver package, for messages.
 	Package string
 	// SQL is the driver's SQL family and error classification.
@@ -74,6 +78,9 @@ type Driver struct {
 	// waiting cannot cure it (a wrong password, an unknown database):
 	// known is false for an error it does not know.
 	Permanent func(err error) (permanent, known bool)
+	// CachesStatements: the driver prepares and caches statements itself
+	// (pgx), so session keeps no statement cache on its pools.
+	CachesStatements bool
 }
 
 // Spec returns d: it is how dbfx reads a dbfx.Driver.
