@@ -3,11 +3,13 @@ package dbfx
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/enginekit/enginekit/internal/dialect"
 	"github.com/enginekit/enginekit/internal/drv"
@@ -42,6 +44,10 @@ type Config struct {
 	DSN string `json:"dsn" yaml:"dsn" mapstructure:"dsn"`
 	// read-only DSNs: read-only scopes go to a healthy one (round robin), else the primary
 	Replicas []string `json:"replicas" yaml:"replicas" mapstructure:"replicas"`
+	// mysql only: further servers of the DSN's database, "host:port" each (a Galera cluster's
+	// other nodes); a new connection tries the server that answered last, then the next one when it
+	// is down, within ConnectTimeout (see dbfx/mysql)
+	FailoverAddrs []string `json:"failover_addrs" yaml:"failover_addrs" mapstructure:"failover_addrs"`
 	// pool_size + max_overflow; default 15
 	MaxOpenConns int `json:"max_open_conns" yaml:"max_open_conns" mapstructure:"max_open_conns"`
 	// pool_size; default 5 (never more than MaxOpenConns)
@@ -200,7 +206,9 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 		var notGiven bool
 		if d, field, why, notGiven = ds.pick(c.Driver, c.DSN); d != nil {
 			c.Driver = d.Name
-			t, err := resolveDSN(d, c.DSN, o)
+			po := o // the primary's servers; a replica's DSN names its own
+			po.FailoverAddrs = c.FailoverAddrs
+			t, err := resolveDSN(d, c.DSN, po)
 			if err != nil {
 				add("DSN", "%v", err)
 			} else {
@@ -231,6 +239,15 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 			rc.DSN = dsn
 			replicas = append(replicas, &resolved{cfg: rc, drv: d, Target: t})
 		}
+	}
+	for i, a := range c.FailoverAddrs {
+		if why := addrProblem(a); why != "" {
+			add(fmt.Sprintf("FailoverAddrs[%d]", i), "%s", why)
+		}
+	}
+	if fam := familyOf(c.DSN); len(c.FailoverAddrs) > 0 && (d != nil && !d.Failover || d == nil && fam != "" && fam != "mysql") {
+		add("FailoverAddrs", "are for mysql DSNs, which name one server each (a PostgreSQL DSN names "+
+			"several itself: postgres://h1:5432,h2:5432/db?target_session_attrs=read-write)")
 	}
 	// Fields whose feature has not landed are refused rather than ignored.
 	for _, f := range []struct {
@@ -286,8 +303,30 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 	return r, nil
 }
 
+// addrProblem says why a of FailoverAddrs is not host:port, without
+// quoting it (a DSN pasted there would show its password).
+func addrProblem(a string) string {
+	if a == "" {
+		return "is empty"
+	}
+	if strings.ContainsAny(a, "@/()?=") || strings.ContainsFunc(a, unicode.IsSpace) {
+		return "is not host:port (an address, not a DSN)"
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "is not host:port"
+	}
+	if host == "" {
+		return "has no host"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "has no port 1-65535"
+	}
+	return ""
+}
+
 // ConfigFromEnv reads a Config from PREFIX_NAME, PREFIX_DRIVER, PREFIX_DSN,
-// PREFIX_REPLICAS (comma-separated), PREFIX_MAX_OPEN_CONNS,
+// PREFIX_REPLICAS and PREFIX_FAILOVER_ADDRS (comma-separated), PREFIX_MAX_OPEN_CONNS,
 // PREFIX_MAX_IDLE_CONNS, PREFIX_CONN_MAX_LIFETIME, PREFIX_CONN_MAX_IDLE_TIME,
 // PREFIX_ACQUIRE_TIMEOUT, PREFIX_CONNECT_TIMEOUT, PREFIX_QUERY_TIMEOUT,
 // PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE,
@@ -328,6 +367,11 @@ func ConfigFromEnv(prefix string) (Config, error) {
 	for _, r := range strings.Split(replicas, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			c.Replicas = append(c.Replicas, r)
+		}
+	}
+	for _, a := range strings.Split(os.Getenv(prefix+"FAILOVER_ADDRS"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.FailoverAddrs = append(c.FailoverAddrs, a)
 		}
 	}
 	num("MAX_OPEN_CONNS", &c.MaxOpenConns)

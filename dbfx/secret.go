@@ -41,6 +41,15 @@ type configFields Config
 func (c Config) redacted() configFields {
 	r := configFields(c)
 	r.DSN = redactDSN(c.DSN)
+	if c.FailoverAddrs != nil {
+		r.FailoverAddrs = make([]string, len(c.FailoverAddrs))
+		for i, a := range c.FailoverAddrs {
+			r.FailoverAddrs[i] = a
+			if strings.ContainsAny(a, "@=") {
+				r.FailoverAddrs[i] = "(not host:port)" // a DSN put there by mistake: it may hold a password
+			}
+		}
+	}
 	if c.Replicas != nil {
 		r.Replicas = make([]string, len(c.Replicas))
 		for i, dsn := range c.Replicas {

@@ -161,8 +161,8 @@ func jsonString(t *testing.T, s string) string {
 // Config, the DSNs redacted, the others as they are.
 func TestConfigPrintsEveryField(t *testing.T) {
 	c := dbfx.Config{Name: "app", Driver: "mysql", DSN: "app:" + marker + "@tcp(db:3306)/app",
-		Replicas: []string{"app:" + marker + "@tcp(replica:3306)/app"}, MaxOpenConns: 7, MaxIdleConns: 3,
-		ConnMaxLifetime: time.Hour, ConnMaxIdleTime: time.Minute, AcquireTimeout: 2 * time.Second,
+		Replicas: []string{"app:" + marker + "@tcp(replica:3306)/app"}, FailoverAddrs: []string{"db2:3306"},
+		MaxOpenConns: 7, MaxIdleConns: 3, ConnMaxLifetime: time.Hour, ConnMaxIdleTime: time.Minute, AcquireTimeout: 2 * time.Second,
 		ConnectTimeout: 4 * time.Second, QueryTimeout: 5 * time.Second, SlowQuery: 6 * time.Millisecond,
 		LeakThreshold: 7 * time.Second, StatementCache: -1, HealthInterval: 8 * time.Second,
 		DeadPeerTimeout: 9 * time.Second, IdleCheck: -1}
@@ -178,7 +178,7 @@ func TestConfigPrintsEveryField(t *testing.T) {
 		t.Errorf("GoString:\n got %s\nwant %s", got, want)
 	}
 	wantJSON := `{"name":"app","driver":"mysql","dsn":"app:xxxxx@tcp(db:3306)/app",` +
-		`"replicas":["app:xxxxx@tcp(replica:3306)/app"],"max_open_conns":7,"max_idle_conns":3,` +
+		`"replicas":["app:xxxxx@tcp(replica:3306)/app"],"failover_addrs":["db2:3306"],"max_open_conns":7,"max_idle_conns":3,` +
 		`"conn_max_lifetime":"1h0m0s","conn_max_idle_time":"1m0s","acquire_timeout":"2s","connect_timeout":"4s",` +
 		`"query_timeout":"5s","slow_query":"6ms","leak_threshold":"7s","statement_cache":-1,"health_interval":"8s",` +
 		`"dead_peer_timeout":"9s","idle_check":"-1ns"}`
@@ -196,7 +196,7 @@ func TestConfigPrintsEveryField(t *testing.T) {
 	}
 	wantLog := map[string]any{
 		"name": "app", "driver": "mysql", "dsn": "app:xxxxx@tcp(db:3306)/app",
-		"replicas": []any{"app:xxxxx@tcp(replica:3306)/app"}, "max_open_conns": 7, "max_idle_conns": 3,
+		"replicas": []any{"app:xxxxx@tcp(replica:3306)/app"}, "failover_addrs": []any{"db2:3306"}, "max_open_conns": 7, "max_idle_conns": 3,
 		"conn_max_lifetime": time.Hour, "conn_max_idle_time": time.Minute, "acquire_timeout": 2 * time.Second,
 		"connect_timeout": 4 * time.Second, "query_timeout": 5 * time.Second, "slow_query": 6 * time.Millisecond,
 		"leak_threshold": 7 * time.Second, "statement_cache": -1, "health_interval": 8 * time.Second,

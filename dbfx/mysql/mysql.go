@@ -39,7 +39,18 @@
 // connection holding that lock; behind a proxy or a cluster address that
 // sends it to another server, or after a restart, nothing is killed.
 // MariaDB Galera refuses GET_LOCK: there a cancelled statement runs to its
-// end, as it did before. Behind ProxySQL, a connection that took a lock is
+// end, as it did before.
+//
+// Several servers: the mysql driver takes one address per DSN, so the
+// further servers of the DSN's database (a Galera cluster's other nodes,
+// a standby that may take over) are given as Config.FailoverAddrs,
+// host:port each, with the DSN's user, password, database, parameters
+// and TLS. A new connection tries the server that served the last one
+// first and moves on, in the order given, when it is down (refused,
+// reset, no answer within its share of ConnectTimeout, or 1040/1053); a
+// server that answers with another error (access denied) is not down.
+// The pool stays on the server that answered until that one is down in
+// turn. The connector's documentation (failover.go) has the details. Behind ProxySQL, a connection that took a lock is
 // no longer multiplexed: each keeps a server connection of its own. The
 // connector's documentation (cancel.go) says why a lock rather than server
 // variables identifies the server.
@@ -83,6 +94,7 @@ func newDriver(askFor func(lock string) string) *drv.Driver {
 		},
 		Permanent:    permanent,
 		ConnectHooks: true,
+		Failover:     true,
 	}
 }
 
@@ -149,6 +161,16 @@ func resolve(dsn string, o drv.Options, askFor func(string) string) (*drv.Target
 		t.Port, _ = strconv.Atoi(port)
 	}
 	t.TLSOff = mc.Net != "unix" && o.TLS == nil && (mc.TLSConfig == "" || mc.TLSConfig == "false" || mc.TLSConfig == "preferred")
+	if len(o.FailoverAddrs) > 0 {
+		f, err := newFailover(mc, o.FailoverAddrs, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		// One failover connector per Target: its pool and cancels share
+		// the current server.
+		t.Writer = func() (driver.Connector, error) { return &connector{Connector: f, askFor: askFor}, nil }
+		return t, nil
+	}
 	t.Writer = func() (driver.Connector, error) {
 		c, err := mysql.NewConnector(mc)
 		if err != nil {

@@ -81,6 +81,10 @@ type Driver struct {
 	// CachesStatements: the driver prepares and caches statements itself
 	// (pgx), so session keeps no statement cache on its pools.
 	CachesStatements bool
+	// Failover: Resolve takes Options.FailoverAddrs (dbfx.Config's),
+	// further servers of the DSN's database that a new connection moves
+	// on to when the current one is down. Without it they are refused.
+	Failover bool
 }
 
 // Spec returns d: it is how dbfx reads a dbfx.Driver.
@@ -109,6 +113,10 @@ type Options struct {
 	// cloned for each, in place of the DSN's TLS settings (dbfx.WithTLS):
 	// the connection fails when the server does not offer TLS.
 	TLS *tls.Config
+	// FailoverAddrs are further servers of the DSN's database, host:port
+	// each, checked by dbfx (Config.FailoverAddrs; set for the primary DSN
+	// only, never for a replica's).
+	FailoverAddrs []string
 }
 
 // Target is a resolved DSN: the connectors to open and what may be said
