@@ -67,11 +67,15 @@ func (m *Manager) checkSpare(ctx context.Context, parent *scope, pool *sqlx.DB, 
 		ErrAcquireTimeout, max)
 }
 
-// acquire takes a connection from pool, waiting at most the acquire timeout.
+// acquire takes a connection from pool, waiting at most the acquire
+// timeout.
 func (m *Manager) acquire(ctx context.Context, pool *sqlx.DB) (*sqlx.Conn, error) {
 	m.waiting.Add(1)
 	defer m.waiting.Add(-1)
-	if m.cfg.acquireTimeout <= 0 {
+	if m.cfg.acquireTimeout <= 0 || hasIdle(pool) {
+		// With a connection idle in the pool the wait is none, and no
+		// timer is set for it. One that another caller takes in between
+		// is waited for within ctx alone, as for Prepared's statements.
 		c, err := pool.Connx(ctx)
 		return m.cutShort(c, err)
 	}

@@ -34,6 +34,9 @@ type scope struct {
 	ended     atomic.Bool
 	watch     txWatch // the owner's transaction, for monitor events
 
+	own txn      // the transaction this scope begins, when it begins one (tx points here)
+	ctx scopeCtx // the context its fn gets, when it owns its connection
+
 	mu          sync.Mutex
 	aborted     error // a Nested scope: a statement error aborted its savepoint
 	failure     error // an inner scope failed: roll back (rollback-only)
@@ -174,7 +177,7 @@ func (m *Manager) Conn(ctx context.Context, fn func(ctx context.Context) error) 
 	}
 	defer m.leave()
 	sctx, done := m.scopeContext(ctx, 0)
-	defer done()
+	defer done.end()
 	conn, err := m.acquireFor(sctx, cur, m.w, onWriter)
 	if err != nil {
 		return ctxErr(sctx, err)
@@ -200,15 +203,32 @@ func (m *Manager) newScope(parent *scope, conn *sqlx.Conn) *scope {
 }
 
 // scopeContext derives the context of a scope that owns a connection: it
-// ends with the scope, after timeout, or when Close gives up waiting.
-func (m *Manager) scopeContext(ctx context.Context, timeout time.Duration) (context.Context, func()) {
+// ends with the scope (scopeEnd.end), after timeout, or when Close gives
+// up waiting.
+func (m *Manager) scopeContext(ctx context.Context, timeout time.Duration) (context.Context, scopeEnd) {
 	sctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(m.kill, func() { cancel(errClosing) })
+	e := scopeEnd{cancel: cancel, stop: context.AfterFunc(m.kill, func() { cancel(errClosing) })}
 	if timeout <= 0 {
-		return sctx, func() { stop(); cancel(nil) }
+		return sctx, e
 	}
 	tctx, cancelTimeout := context.WithTimeout(sctx, timeout)
-	return tctx, func() { cancelTimeout(); stop(); cancel(nil) }
+	e.cancelTimeout = cancelTimeout
+	return tctx, e
+}
+
+// scopeEnd ends the context of a scope (see scopeContext).
+type scopeEnd struct {
+	cancel        context.CancelCauseFunc
+	stop          func() bool
+	cancelTimeout context.CancelFunc // nil: no timeout
+}
+
+func (e scopeEnd) end() {
+	if e.cancelTimeout != nil {
+		e.cancelTimeout()
+	}
+	e.stop()
+	e.cancel(nil)
 }
 
 // ctxErr returns the cause of ctx's end when it has ended (not the
@@ -222,8 +242,8 @@ func ctxErr(ctx context.Context, err error) error {
 
 func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, acc access, opts []TxOption) error {
 	c := txConfig{retry: m.cfg.retry}
-	for _, o := range opts {
-		o(&c)
+	if len(opts) > 0 {
+		c = m.txConfig(opts) // apart: options escape what they are given
 	}
 	if err := m.d.CheckIsolation(c.isolation); err != nil {
 		return fmt.Errorf("session: %w", err)
@@ -278,6 +298,15 @@ func (m *Manager) scope(ctx context.Context, fn func(context.Context) error, acc
 	return m.begin(ctx, cur, fn, acc, &c)
 }
 
+// txConfig is the configuration opts make.
+func (m *Manager) txConfig(opts []TxOption) txConfig {
+	c := txConfig{retry: m.cfg.retry}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
 // begins reports whether a scope of the given mode begins a transaction
 // of its own, when the current scope has one (inTx) or not.
 func begins(mode Mode, inTx bool) bool {
@@ -296,7 +325,7 @@ func (m *Manager) plain(ctx context.Context, cur *scope, fn func(context.Context
 	}
 	defer m.leave()
 	sctx, done := m.scopeContext(ctx, c.timeout)
-	defer done()
+	defer done.end()
 	if err := fn(sctx); err != nil {
 		return ctxErr(sctx, err)
 	}
@@ -343,7 +372,7 @@ const maxBadBegins = 2
 // registered with AfterCommit when the transaction committed.
 func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Context) error, acc access, c *txConfig, attempt int) ([]func(context.Context), error) {
 	sctx, done := m.scopeContext(ctx, c.timeout)
-	defer done()
+	defer done.end()
 	if m.tracer != nil {
 		sctx = m.tracer.TxStart(sctx, monitor.TxStart{DB: m.cfg.db, Label: c.label, Attempt: attempt})
 	}
@@ -408,7 +437,8 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 			return nil, ctxErr(sctx, err)
 		}
 	}
-	s.tx = &txn{tx: tx.Tx}
+	s.own.tx = tx.Tx
+	s.tx = &s.own
 	finished := false
 	defer func() {
 		s.ended.Store(true)
@@ -416,7 +446,8 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 			_ = s.rollback(tx.Tx)
 		}
 	}()
-	err = fn(&scopeCtx{sctx, s})
+	s.ctx = scopeCtx{sctx, s}
+	err = fn(&s.ctx)
 	finished = true
 	return s.finish(sctx, err)
 }
