@@ -55,9 +55,11 @@ import (
 // a connection holding a lock to other server connections would defeat
 // this check, as it defeats any KILL by id.
 //
-// Where GET_LOCK is refused (MariaDB Galera with wsrep_on answers error
-// 1235, MDEV-30473), a connection has no lock and its statements are not
-// stopped on the server: the cancel is reported as not attempted.
+// Where GET_LOCK is refused (MariaDB Galera versions with wsrep_on answer
+// error 1235, MDEV-30473), a connection has no lock and its statements are
+// not stopped on the server: the cancel is reported as not attempted.
+// MariaDB 10.11.19 with galera-4 26.4.23 allows GET_LOCK, and its locks are
+// each node's own, as the check needs (internal/faults' TestGalera).
 type connector struct {
 	driver.Connector
 	// askFor is the lock name the cancel's connection asks about, given

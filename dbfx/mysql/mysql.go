@@ -38,8 +38,13 @@
 // connection checks with IS_USED_LOCK that its server has the statement's
 // connection holding that lock; behind a proxy or a cluster address that
 // sends it to another server, or after a restart, nothing is killed.
-// MariaDB Galera refuses GET_LOCK: there a cancelled statement runs to its
-// end, as it did before.
+// Where the server refuses GET_LOCK (MariaDB Galera versions that answer
+// 1235 with wsrep_on, MDEV-30473), a cancelled statement runs to its end,
+// as it did before. MariaDB 10.11.19 with galera-4 26.4.23 allows it, each
+// node holding its own user-level locks (they are not replicated): there
+// a statement is stopped on its node, and a cancel whose connection
+// reached another node (after a move to one of Config.FailoverAddrs)
+// kills nothing.
 //
 // Several servers: the mysql driver takes one address per DSN, so the
 // further servers of the DSN's database (a Galera cluster's other nodes,

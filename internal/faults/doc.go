@@ -33,6 +33,18 @@
 //     and every failure is a ctx error, session.ErrAmbiguousCommit or a
 //     lost connection, within the transaction's deadline; the row says how
 //     long writes stopped;
+//   - a MariaDB Galera cluster of three nodes (faultdb's group galera,
+//     started once by TestGalera for its three faults): three engines,
+//     one per node, writing the same rows at once meet certification
+//     conflicts (1213, at COMMIT or on a statement) that Manager.Tx
+//     retries, and every node ends with each committed transaction once
+//     and counters that match them (lost 0, duplicated 0); one engine
+//     given every node (Config.FailoverAddrs) writes on through the others
+//     when its node is killed, every failure a lost connection or an
+//     ambiguous commit within its deadline, and the node rejoins, Synced
+//     in a cluster of 3 with every committed transaction; a statement
+//     past its deadline on a node returns the ctx error and is stopped on
+//     that node (or, where Galera refuses GET_LOCK, runs to its end);
 //   - an application stopped under load, with time enough to let its
 //     scopes finish and without: each scope commits or fails with
 //     session.ErrClosed or a ctx error, none is cut mid-commit, the pools
