@@ -39,6 +39,11 @@ func (r *Repository[T, ID]) InsertMany(ctx context.Context, vs []T) error {
 	for i := range vs {
 		r.stampInsert(addr(&vs[i]), t)
 	}
+	return r.insertMany(ctx, vs)
+}
+
+// insertMany is InsertMany of rows already stamped.
+func (r *Repository[T, ID]) insertMany(ctx context.Context, vs []T) error {
 	if r.oneByOne {
 		if len(vs) == 1 {
 			return r.insertRow(ctx, addr(&vs[0]))

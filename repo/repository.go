@@ -23,6 +23,7 @@ type Repository[T any, ID comparable] struct {
 	e *entity
 
 	writable   []int    // columns Insert writes
+	copyCols   []string // their names, for Load's COPY
 	updatable  []int    // columns Update sets (besides the version)
 	upsertCols [2][]int // columns Upsert writes: [0] without the auto pk, [1] with it
 	conflict   []int    // Upsert's conflict target: ConflictOn columns, else the pk
@@ -102,6 +103,9 @@ func New[T any, ID comparable](m *session.Manager, opts ...Option) (*Repository[
 		}
 	}
 	r.writable = e.columnsWhere(writable)
+	for _, c := range r.writable {
+		r.copyCols = append(r.copyCols, e.cols[c].name)
+	}
 	r.updatable = e.columnsWhere(updatable)
 	r.upsertCols[0] = r.writable
 	r.upsertCols[1] = e.columnsWhere(func(c *column) bool { return !c.readonly })

@@ -57,6 +57,7 @@ func Driver() dbfx.Driver {
 		Permanent:        permanent,
 		ConnectHooks:     true,
 		CachesStatements: true,
+		CopyFrom:         copyFrom,
 	}
 }
 

@@ -54,6 +54,7 @@ func Driver() dbfx.Driver {
 		Resolve:      resolve,
 		Permanent:    permanent,
 		ConnectHooks: true,
+		CopyFrom:     copyFrom,
 	}
 }
 

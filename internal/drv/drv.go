@@ -30,9 +30,9 @@
 //     connection wrapper calls in ResetSession for a connection idle past
 //     a threshold, answering driver.ErrBadConn for a dead one (database/sql
 //     then takes another). nil: the driver checks for itself (mysql does).
-//   - Bulk load: an optional interface on the driver's connection, found
-//     through the wrapper by session (as sql.Conn.Raw does) and offered to
-//     repo; the core names no driver type.
+//   - Bulk load: CopyFrom, given the driver's own connection, which
+//     session finds under the wrapper (sql.Conn.Raw) and offers to repo;
+//     the core names no driver type.
 //   - Statement-cache policy: CachesStatements, for a driver that caches
 //     statements itself (pgx); off behind PgBouncer in transaction mode.
 //
@@ -85,6 +85,12 @@ type Driver struct {
 	// further servers of the DSN's database that a new connection moves
 	// on to when the current one is down. Without it they are refused.
 	Failover bool
+	// CopyFrom loads rows into table's columns over conn, a connection of
+	// the driver (the one under the connection wrapper) in a transaction:
+	// PostgreSQL's COPY FROM STDIN. row fills dst with the values of row
+	// i, n rows in all. It returns the rows loaded. nil: the driver has no
+	// bulk path (repo sends multi-row INSERTs).
+	CopyFrom func(ctx context.Context, conn any, table string, columns []string, n int, row func(i int, dst []any)) (int64, error)
 }
 
 // Spec returns d: it is how dbfx reads a dbfx.Driver.
