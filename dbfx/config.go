@@ -68,6 +68,9 @@ type Config struct {
 	LeakThreshold time.Duration `json:"leak_threshold" yaml:"leak_threshold" mapstructure:"leak_threshold"`
 	// prepared statements kept per engine: 0 = default (256), -1 = off (PgBouncer in transaction mode), n = size
 	StatementCache int `json:"statement_cache" yaml:"statement_cache" mapstructure:"statement_cache"`
+	// a pooler in transaction pooling mode (PgBouncer) is in front: no statement cache, no prepared
+	// statements, nothing kept on a server connection past a transaction; Conn scopes get no affinity
+	TransactionPooling bool `json:"transaction_pooling" yaml:"transaction_pooling" mapstructure:"transaction_pooling"`
 	// how often replicas and the primary are checked in the background
 	HealthInterval time.Duration `json:"health_interval" yaml:"health_interval" mapstructure:"health_interval"`
 	// a connection whose server stopped answering (TCP keepalive, TCP_USER_TIMEOUT) fails after this; default 30s, -1 = the system's
@@ -190,6 +193,7 @@ const (
 // is not an error, and the result is nil when c is otherwise valid.
 func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*resolved, error) {
 	c = c.withDefaults()
+	o.TransactionPooling = c.TransactionPooling
 	var bad []FieldError
 	add := func(field, format string, args ...any) {
 		bad = append(bad, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
@@ -292,6 +296,15 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 	if c.StatementCache < -1 {
 		add("StatementCache", "must be -1 (off), 0 (default) or a size, got %d", c.StatementCache)
 	}
+	if c.TransactionPooling {
+		if c.StatementCache > 0 {
+			add("StatementCache", "must be 0 or -1 with TransactionPooling (a prepared statement would meet another server connection), got %d", c.StatementCache)
+		}
+		if d != nil && d.SQL.Family() == dialect.SQLite {
+			add("TransactionPooling", "is for a pooler in front of a PostgreSQL or MySQL server, not SQLite")
+		}
+		c.StatementCache = -1
+	}
 	if len(bad) > 0 {
 		return nil, &ConfigError{Engine: c.Name, Fields: bad}
 	}
@@ -330,8 +343,10 @@ func addrProblem(a string) string {
 // PREFIX_MAX_IDLE_CONNS, PREFIX_CONN_MAX_LIFETIME, PREFIX_CONN_MAX_IDLE_TIME,
 // PREFIX_ACQUIRE_TIMEOUT, PREFIX_CONNECT_TIMEOUT, PREFIX_QUERY_TIMEOUT,
 // PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE,
-// PREFIX_HEALTH_INTERVAL, PREFIX_DEAD_PEER_TIMEOUT and PREFIX_IDLE_CHECK.
-// Durations are Go durations ("5s"). Unset variables leave their field
+// PREFIX_TRANSACTION_POOLING, PREFIX_HEALTH_INTERVAL,
+// PREFIX_DEAD_PEER_TIMEOUT and PREFIX_IDLE_CHECK.
+// Durations are Go durations ("5s"); booleans are strconv.ParseBool's
+// (true, false, 1, 0). Unset variables leave their field
 // zero; every malformed one is named in one error matching ErrConfig. The
 // result is not validated: call Validate.
 func ConfigFromEnv(prefix string) (Config, error) {
@@ -384,6 +399,13 @@ func ConfigFromEnv(prefix string) (Config, error) {
 	dur("SLOW_QUERY", &c.SlowQuery)
 	dur("LEAK_THRESHOLD", &c.LeakThreshold)
 	num("STATEMENT_CACHE", &c.StatementCache)
+	if v := os.Getenv(prefix + "TRANSACTION_POOLING"); v != "" {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			bad = append(bad, FieldError{prefix + "TRANSACTION_POOLING", fmt.Sprintf("%q is not a boolean such as true", v)})
+		}
+		c.TransactionPooling = b
+	}
 	dur("HEALTH_INTERVAL", &c.HealthInterval)
 	dur("DEAD_PEER_TIMEOUT", &c.DeadPeerTimeout)
 	dur("IDLE_CHECK", &c.IdleCheck)

@@ -181,6 +181,14 @@ func resolve(dsn string, o drv.Options, askFor func(string) string) (*drv.Target
 		if err != nil {
 			return nil, err
 		}
+		if o.TransactionPooling {
+			// A pooler that multiplexes connections: a KILL QUERY by
+			// connection id could stop another client's statement, and
+			// the user-level lock that proves the id would pin each
+			// connection to a server connection of its own. No
+			// server-side cancel: a statement runs on after its ctx.
+			return c, nil
+		}
 		return &connector{Connector: c, askFor: askFor}, nil
 	}
 	return t, nil

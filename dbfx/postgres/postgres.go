@@ -90,6 +90,15 @@ func resolve(dsn string, o drv.Options) (*drv.Target, error) {
 	}
 	t.TLSOff = o.TLS == nil && (cfg.SSLMode == pq.SSLModeDisable || cfg.SSLMode == pq.SSLModeAllow || cfg.SSLMode == pq.SSLModePrefer)
 	t.Host = drv.Redact(t.Host, append(drv.Secrets(dsn), cfg.Password)...)
+	if o.TransactionPooling {
+		// lib/pq runs a statement with arguments as an unnamed prepare
+		// (Parse, Describe, Sync) and then Bind, Execute, Sync: outside a
+		// transaction, a pooler in transaction mode may hand each half to
+		// another server connection. With binary_parameters it sends
+		// Parse, Bind, Describe, Execute and one Sync, which the pooler
+		// keeps on one server connection.
+		cfg.BinaryParameters = true
+	}
 	t.Writer = func() (driver.Connector, error) { return connector(cfg, o) }
 	return t, nil
 }

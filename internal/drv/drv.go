@@ -123,6 +123,16 @@ type Options struct {
 	// each, checked by dbfx (Config.FailoverAddrs; set for the primary DSN
 	// only, never for a replica's).
 	FailoverAddrs []string
+	// TransactionPooling: a pooler in transaction pooling mode (PgBouncer)
+	// stands between the pools and the server (dbfx.Config.TransactionPooling),
+	// so that each transaction, and each statement outside one, may run on
+	// another server connection: the driver keeps nothing on a connection
+	// past a transaction (no named prepared statements, no session
+	// settings, no server-side cancel by connection id) and sends a
+	// statement with arguments outside a transaction in one exchange that
+	// the pooler keeps on one server connection (lib/pq: binary_parameters;
+	// pgx: the exec or simple protocol).
+	TransactionPooling bool
 }
 
 // Target is a resolved DSN: the connectors to open and what may be said

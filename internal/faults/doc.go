@@ -45,6 +45,13 @@
 //     in a cluster of 3 with every committed transaction; a statement
 //     past its deadline on a node returns the ctx error and is stopped on
 //     that node (or, where Galera refuses GET_LOCK, runs to its end);
+//   - PgBouncer 1.18 in transaction pooling mode in front of PostgreSQL,
+//     with a server pool of 4 and 32 clients (faultdb's group pgbouncer):
+//     without Config.TransactionPooling statements with arguments fail
+//     (prepared statements met on another server connection) or answer
+//     another client's statement; with it, statements, repository CRUD
+//     and Page, Nested savepoints, RequiresNew, read-only scopes and
+//     retried serialization failures and deadlocks all work;
 //   - an application stopped under load, with time enough to let its
 //     scopes finish and without: each scope commits or fails with
 //     session.ErrClosed or a ctx error, none is cut mid-commit, the pools
