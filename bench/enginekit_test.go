@@ -8,6 +8,7 @@ import (
 
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/dbfx/mysql"
+	ekpgx "github.com/enginekit/enginekit/dbfx/pgx"
 	"github.com/enginekit/enginekit/dbfx/postgres"
 	"github.com/enginekit/enginekit/dbfx/sqlite3"
 	"github.com/enginekit/enginekit/repo"
@@ -15,23 +16,34 @@ import (
 )
 
 // enginekitVariant is a repository over an engine from dbfx.Open, used as
-// its users would: statements outside any scope, except the reads of
-// Mixed64 on SQLite, which take a ReadOnly scope to reach the reader pool.
+// its users would: every statement outside any scope (on SQLite, reads
+// outside a scope run on the reader pool).
 type enginekitVariant struct {
-	m        *session.Manager
-	rows     *repo.Repository[row, int64]
-	byReader bool // SQLite: read in a ReadOnly scope
+	m    *session.Manager
+	rows *repo.Repository[row, int64]
 }
 
+// openEnginekit opens the enginekit variant on the database's driver
+// package: lib/pq (dbfx/postgres), MySQL's driver or go-sqlite3.
 func openEnginekit(b *testing.B, t target) variant {
+	return openEngine(b, t, t.driver, postgres.Driver(), mysql.Driver(), sqlite3.Driver())
+}
+
+// openEnginekitPgx opens the enginekit variant on pgx (dbfx/pgx, with
+// Config.Driver "pgx"), which leaves statement caching to pgx.
+func openEnginekitPgx(b *testing.B, t target) variant {
+	return openEngine(b, t, "pgx", ekpgx.Driver())
+}
+
+func openEngine(b *testing.B, t target, driver string, drivers ...dbfx.Driver) variant {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// The DSN already holds the parameters dbfx would add. The pool
 	// settings left zero take dbfx's defaults: a lifetime of 30m and an
 	// idle time of 5m, as the raw variants set them.
-	e, err := dbfx.Open(ctx, dbfx.Config{Driver: t.driver, DSN: t.dsn, MaxOpenConns: poolConns, MaxIdleConns: poolConns},
-		dbfx.WithDrivers(postgres.Driver(), mysql.Driver(), sqlite3.Driver()))
+	e, err := dbfx.Open(ctx, dbfx.Config{Driver: driver, DSN: t.dsn, MaxOpenConns: poolConns, MaxIdleConns: poolConns},
+		dbfx.WithDrivers(drivers...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,7 +58,7 @@ func openEnginekit(b *testing.B, t target) variant {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &enginekitVariant{m: e.Sessions(), rows: rows, byReader: t.reader != ""}
+	return &enginekitVariant{m: e.Sessions(), rows: rows}
 }
 
 func (v *enginekitVariant) get(ctx context.Context, id int64) (row, error) {
@@ -54,16 +66,7 @@ func (v *enginekitVariant) get(ctx context.Context, id int64) (row, error) {
 }
 
 func (v *enginekitVariant) read(ctx context.Context, id int64) (row, error) {
-	if !v.byReader {
-		return v.rows.Get(ctx, id)
-	}
-	var x row
-	err := v.m.ReadOnly(ctx, func(ctx context.Context) error {
-		var err error
-		x, err = v.rows.Get(ctx, id)
-		return err
-	})
-	return x, err
+	return v.rows.Get(ctx, id)
 }
 
 func (v *enginekitVariant) insert(ctx context.Context, r *row) error { return v.rows.Insert(ctx, r) }

@@ -5,6 +5,17 @@
 #
 #   bench/run.sh                    # the whole suite: about 20 minutes
 #   BENCH='Suite/db=postgres/' ROUNDS=3 bench/run.sh
+#   SCALE=1 bench/run.sh            # the scaling runs instead (BenchmarkScale)
+#   REPORT=1 bench/run.sh           # only rewrite RESULTS.md and the SVGs
+#
+# SCALE=1 runs BenchmarkScale, how cost grows with the size of a Find or a
+# bulk load and with the goroutines of Mixed, in ROUNDS (default 3) of a
+# fixed number of iterations (go test's calibration would spend minutes on
+# the large points): Find and the loads with -benchtime 1x (one op reads
+# 10,000 rows or loads 100,000), Mixed with -benchtime ${MIXED:-2000}x. It
+# writes scale.txt and scale.meta, then RESULTS.md and one SVG per curve
+# (scale-<db>-<op>.svg, by cmd/benchreport). Each round takes 4 to 6
+# minutes on 2 cores under load.
 #
 # Every benchmark runs 10 times (-count=10 in all), for BENCHTIME each
 # (default 600ms), in ROUNDS (default 10) of COUNT (default 1): each round
@@ -34,10 +45,14 @@ export PATH="$PATH:$(go env GOPATH)/bin"
 export ENGINEKIT_TEST_POSTGRES_DSN ENGINEKIT_TEST_MYSQL_DSN
 export ENGINEKIT_TEST_REQUIRE=postgres,mysql
 
-bench=${BENCH:-.}
+bench=${BENCH:-Suite}
 rounds=${ROUNDS:-10}
 count=${COUNT:-1}
 benchtime=${BENCHTIME:-600ms}
+if [[ -n ${SCALE:-} ]]; then
+	bench=${BENCH:-Scale}
+	rounds=${ROUNDS:-3}
+fi
 
 if ! command -v benchstat >/dev/null; then
 	go install golang.org/x/perf/cmd/benchstat@latest
@@ -46,10 +61,33 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# report writes RESULTS.md from results.txt and results.meta (the suite)
+# and, when there, scale.txt and scale.meta (the scaling runs).
+report() {
+	benchstat -format csv -table /db -row /op -col '/impl@(sqlx sql pgx enginekit enginekitpgx gorm gormprep)' \
+		results.txt >"$tmp/results.csv" 2>/dev/null
+	local scale=()
+	if [[ -f scale.txt ]]; then
+		scale=(-scale scale.txt -scalemeta scale.meta -svg .)
+	fi
+	go run ./cmd/benchreport -csv "$tmp/results.csv" -meta results.meta "${scale[@]}" >"$tmp/RESULTS.md"
+	cp "$tmp/RESULTS.md" RESULTS.md
+	echo "wrote $(pwd)/RESULTS.md" >&2
+}
+
+if [[ -n ${REPORT:-} ]]; then
+	report
+	exit 0
+fi
+
 # The run's circumstances, for RESULTS.md.
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "command: go test -run '^\$' -bench '$bench' -benchtime $benchtime -count $count, $rounds times"
+	if [[ -n ${SCALE:-} ]]; then
+		echo "command: go test -run '^\$' -bench '$bench/.*/op=(Find|Load|InsertMany)/' -benchtime 1x, then -bench '$bench/.*/op=Mixed/' -benchtime ${MIXED:-2000}x, $rounds times"
+	else
+		echo "command: go test -run '^\$' -bench '$bench' -benchtime $benchtime -count $count, $rounds times"
+	fi
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 	echo "cores: $(nproc)"
@@ -63,16 +101,27 @@ trap 'rm -rf "$tmp"' EXIT
 		echo "enginekit: $rev"
 	fi
 	go list -m -f 'module: {{.Path}} {{.Version}}' \
-		github.com/lib/pq github.com/go-sql-driver/mysql github.com/mattn/go-sqlite3 \
+		github.com/lib/pq github.com/jackc/pgx/v5 github.com/go-sql-driver/mysql github.com/mattn/go-sqlite3 \
 		github.com/jmoiron/sqlx gorm.io/gorm gorm.io/driver/postgres gorm.io/driver/mysql gorm.io/driver/sqlite
 } >"$tmp/meta.txt"
 
 go test -c -o "$tmp/bench.test" .
+# runs is one round: the suite, or the scaling runs' two invocations.
+runs() {
+	if [[ -z ${SCALE:-} ]]; then
+		"$tmp/bench.test" -test.run '^$' -test.bench "$bench" -test.benchtime "$benchtime" \
+			-test.count "$count" -test.timeout 60m
+		return
+	fi
+	"$tmp/bench.test" -test.run '^$' -test.bench "$bench/.*/op=(Find|Load|InsertMany)/" -test.benchtime 1x \
+		-test.timeout 60m &&
+		"$tmp/bench.test" -test.run '^$' -test.bench "$bench/.*/op=Mixed/" -test.benchtime "${MIXED:-2000}x" \
+			-test.timeout 60m | grep '^Benchmark'
+}
 start=$SECONDS
 for ((i = 1; i <= rounds; i++)); do
 	echo "round $i of $rounds" >&2
-	"$tmp/bench.test" -test.run '^$' -test.bench "$bench" -test.benchtime "$benchtime" \
-		-test.count "$count" -test.timeout 60m >"$tmp/round.txt" || {
+	runs >"$tmp/round.txt" || {
 		cat "$tmp/round.txt"
 		exit 1
 	}
@@ -88,9 +137,10 @@ done
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$tmp/meta.txt"
 
-benchstat -format csv -table /db -row /op -col '/impl@(sqlx sql enginekit gorm gormprep)' \
-	"$tmp/results.txt" >"$tmp/results.csv" 2>/dev/null
-go run ./cmd/benchreport -csv "$tmp/results.csv" -meta "$tmp/meta.txt" >"$tmp/RESULTS.md"
-cp "$tmp/results.txt" results.txt
-cp "$tmp/RESULTS.md" RESULTS.md
-echo "wrote $(pwd)/RESULTS.md"
+out=results
+if [[ -n ${SCALE:-} ]]; then
+	out=scale
+fi
+cp "$tmp/results.txt" "$out.txt"
+cp "$tmp/meta.txt" "$out.meta"
+report

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"           // the postgres driver
 	_ "github.com/mattn/go-sqlite3" // the sqlite3 driver
@@ -72,7 +73,7 @@ const (
 
 // target is the database of one variant: fresh, private to it.
 type target struct {
-	driver string // postgres, mysql or sqlite3
+	driver string // postgres, mysql or sqlite3 (pgx: PostgreSQL through pgx)
 	dsn    string // the pool's DSN; SQLite: the writer's
 	reader string // SQLite: the query-only reader's DSN
 }

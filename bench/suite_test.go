@@ -28,6 +28,9 @@ func BenchmarkSuite(b *testing.B) {
 	for _, driver := range []string{"sqlite3", "postgres", "mysql"} {
 		b.Run("db="+driver, func(b *testing.B) {
 			for _, impl := range variants {
+				if impl.only != "" && impl.only != driver {
+					continue
+				}
 				b.Run("impl="+impl.name, func(b *testing.B) {
 					t := newTarget(b, driver)
 					e := &env{name: impl.name, check: openCheck(b, t),
@@ -235,23 +238,25 @@ func benchUpdate(b *testing.B, e *env) {
 	}
 }
 
-// benchMixed runs b.N operations on mixedWorkers goroutines: Gets of rows
-// spread over the table and, one time in mixedWrites, an Update of one of
-// the goroutine's own rows (ids w+1, w+1+mixedWorkers, ...), so that
-// versions never conflict.
-func benchMixed(b *testing.B, e *env) {
+func benchMixed(b *testing.B, e *env) { runMixed(b, e, mixedWorkers) }
+
+// runMixed runs b.N operations on workers goroutines: Gets of rows spread
+// over the seeded rows and, one time in mixedWrites, an Update of one of
+// the goroutine's own rows (ids w+1, w+1+workers, ...), so that versions
+// never conflict.
+func runMixed(b *testing.B, e *env, workers int) {
 	ctx := context.Background()
 	all := e.load(b, 1, seedRows)
 	var before int64
-	owned := make([][]row, mixedWorkers)
+	owned := make([][]row, workers)
 	for i, r := range all {
 		before += r.Version
-		owned[i%mixedWorkers] = append(owned[i%mixedWorkers], r)
+		owned[i%workers] = append(owned[i%workers], r)
 	}
 	var next, reads, writes atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	for w := range mixedWorkers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

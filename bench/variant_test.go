@@ -27,26 +27,44 @@ type variant interface {
 var errStale = errors.New("no row at this version")
 
 // variants are the implementations compared, sqlx (the baseline) first.
+// A variant with only set runs on that database alone (the pgx ones on
+// PostgreSQL); the others run on every database.
 var variants = []struct {
 	name string
+	only string
 	open func(b *testing.B, t target) variant
 }{
-	{"sqlx", openSqlx},
-	{"sql", openSQL},
-	{"enginekit", openEnginekit},
-	{"gorm", func(b *testing.B, t target) variant { return openGorm(b, t, false) }},
-	{"gormprep", func(b *testing.B, t target) variant { return openGorm(b, t, true) }},
+	{"sqlx", "", openSqlx},
+	{"sql", "", openSQL},
+	{"pgx", "postgres", openPgx},
+	{"enginekit", "", openEnginekit},
+	{"enginekitpgx", "postgres", openEnginekitPgx},
+	{"gorm", "", func(b *testing.B, t target) variant { return openGorm(b, t, false) }},
+	{"gormprep", "", func(b *testing.B, t target) variant { return openGorm(b, t, true) }},
 }
 
-// sqlVariant is hand-written database/sql.
+// sqlVariant is hand-written database/sql: on lib/pq, MySQL's driver and
+// go-sqlite3 as the sql variant, on pgx's database/sql driver as the pgx
+// variant.
 type sqlVariant struct {
-	w, r *sql.DB
-	q    statements
+	w, r   *sql.DB
+	q      statements
+	driver string // the database/sql driver: pgx for the pgx variant
 }
 
 func openSQL(b *testing.B, t target) variant {
 	w, r := t.open(b)
-	return &sqlVariant{w: w, r: r, q: newStatements(t.driver)}
+	return &sqlVariant{w: w, r: r, q: newStatements(t.driver), driver: t.driver}
+}
+
+// openPgx opens the hand-written variant on pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib), with pgx's defaults: each connection
+// prepares a statement the first time it runs it and caches it.
+func openPgx(b *testing.B, t target) variant {
+	q := newStatements(t.driver)
+	t.driver = "pgx"
+	w, r := t.open(b)
+	return &sqlVariant{w: w, r: r, q: q, driver: t.driver}
 }
 
 func scanRow(s interface{ Scan(...any) error }, x *row) error {
