@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -39,6 +40,25 @@ type Repository[T any, ID comparable] struct {
 
 	increment autoIncrement // MySQL: @@auto_increment_increment, read once
 	chunks    chunkCache    // InsertMany's statements
+	args      sync.Pool     // *[]any: the arguments of Insert and Update (see getArgs)
+}
+
+// getArgs returns an empty argument slice, to give back with putArgs
+// once the statement has run: database/sql converts the arguments during
+// the call and keeps nothing of the slice.
+func (r *Repository[T, ID]) getArgs() *[]any {
+	if a, ok := r.args.Get().(*[]any); ok {
+		return a
+	}
+	a := make([]any, 0, len(r.e.cols)+1)
+	return &a
+}
+
+// putArgs gives a back, holding nothing of the caller's values.
+func (r *Repository[T, ID]) putArgs(a *[]any) {
+	clear(*a)
+	*a = (*a)[:0]
+	r.args.Put(a)
 }
 
 // idSource says how an auto pk comes back from an INSERT.
@@ -375,7 +395,10 @@ func (r *Repository[T, ID]) Insert(ctx context.Context, v *T) error {
 }
 
 func (r *Repository[T, ID]) insertRow(ctx context.Context, p unsafe.Pointer) error {
-	args := r.appendArgs(make([]any, 0, len(r.writable)), p, r.writable)
+	buf := r.getArgs()
+	defer r.putArgs(buf)
+	args := r.appendArgs(*buf, p, r.writable)
+	*buf = args
 	q := r.m.Prepared(ctx)
 	switch r.idBy {
 	case idReturning:
@@ -442,12 +465,14 @@ func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
 	if r.sql.update == "" { // nothing to write: only say whether the row exists
 		return r.exists(ctx, q, id, ErrNotFound)
 	}
-	args := make([]any, 0, len(r.updatable)+2)
-	args = r.appendArgs(args, p, r.updatable)
+	buf := r.getArgs()
+	defer r.putArgs(buf)
+	args := r.appendArgs(*buf, p, r.updatable)
 	args = append(args, id)
 	if e.version >= 0 {
 		args = r.appendArgs(args, p, []int{e.version})
 	}
+	*buf = args
 	return r.updateByKey(ctx, q, r.sql.update, args, p, id)
 }
 

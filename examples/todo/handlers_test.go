@@ -282,7 +282,7 @@ func TestHealthzAndMetrics(t *testing.T) {
 		s.must(http.StatusOK, "GET", fmt.Sprintf("/todos/%d", td.ID), nil, nil)
 		res := s.must(http.StatusOK, "GET", "/metrics", nil, nil)
 		for _, want := range []string{
-			`db_client_operation_duration_seconds_bucket{db_namespace=`, // then the name of the database
+			`db_client_operation_duration_seconds_bucket{db_namespace=`,            // then the name of the database
 			`,db_operation_name="INSERT",db_system_name="` + s.engine.Driver()[:4], // sqli, post, mysq
 			`,engine="primary",error_type="",le="0.005"}`,
 			`db_client_transactions_total{engine="primary",label="create_todo",outcome="committed"} 1`,
