@@ -73,6 +73,8 @@ type Config struct {
 	TransactionPooling bool `json:"transaction_pooling" yaml:"transaction_pooling" mapstructure:"transaction_pooling"`
 	// how often replicas and the primary are checked in the background
 	HealthInterval time.Duration `json:"health_interval" yaml:"health_interval" mapstructure:"health_interval"`
+	// a replica found further behind its primary serves no reads until it catches up (0: any lag)
+	MaxReplicaLag time.Duration `json:"max_replica_lag" yaml:"max_replica_lag" mapstructure:"max_replica_lag"`
 	// a connection whose server stopped answering (TCP keepalive, TCP_USER_TIMEOUT) fails after this; default 30s, -1 = the system's
 	DeadPeerTimeout time.Duration `json:"dead_peer_timeout" yaml:"dead_peer_timeout" mapstructure:"dead_peer_timeout"`
 	// a connection idle longer is checked for a server that closed it when taken from the pool; default 1s, -1 = never
@@ -280,6 +282,7 @@ func (c Config) resolve(ds drivers, o drv.Options, missing missingDriver) (*reso
 		{"AcquireTimeout", c.AcquireTimeout}, {"ConnectTimeout", c.ConnectTimeout},
 		{"QueryTimeout", c.QueryTimeout}, {"SlowQuery", c.SlowQuery},
 		{"LeakThreshold", c.LeakThreshold}, {"HealthInterval", c.HealthInterval},
+		{"MaxReplicaLag", c.MaxReplicaLag},
 	} {
 		if d.v < 0 {
 			add(d.field, "must not be negative, got %s", d.v)
@@ -343,7 +346,7 @@ func addrProblem(a string) string {
 // PREFIX_MAX_IDLE_CONNS, PREFIX_CONN_MAX_LIFETIME, PREFIX_CONN_MAX_IDLE_TIME,
 // PREFIX_ACQUIRE_TIMEOUT, PREFIX_CONNECT_TIMEOUT, PREFIX_QUERY_TIMEOUT,
 // PREFIX_SLOW_QUERY, PREFIX_LEAK_THRESHOLD, PREFIX_STATEMENT_CACHE,
-// PREFIX_TRANSACTION_POOLING, PREFIX_HEALTH_INTERVAL,
+// PREFIX_TRANSACTION_POOLING, PREFIX_HEALTH_INTERVAL, PREFIX_MAX_REPLICA_LAG,
 // PREFIX_DEAD_PEER_TIMEOUT and PREFIX_IDLE_CHECK.
 // Durations are Go durations ("5s"); booleans are strconv.ParseBool's
 // (true, false, 1, 0). Unset variables leave their field
@@ -407,6 +410,7 @@ func ConfigFromEnv(prefix string) (Config, error) {
 		c.TransactionPooling = b
 	}
 	dur("HEALTH_INTERVAL", &c.HealthInterval)
+	dur("MAX_REPLICA_LAG", &c.MaxReplicaLag)
 	dur("DEAD_PEER_TIMEOUT", &c.DeadPeerTimeout)
 	dur("IDLE_CHECK", &c.IdleCheck)
 	if len(bad) > 0 {

@@ -144,11 +144,24 @@
 // a parameter (SELECT ? + 1) takes its type from the written literal: a
 // float64 written without an exponent (0.1) is a DECIMAL there.
 //
+// # Past one server
+//
+// Config.TransactionPooling is for a pooler in transaction pooling mode
+// (PgBouncer) in front of the database: the engine keeps nothing on a
+// server connection past a transaction (no statement cache, no prepared
+// statements, no MySQL server-side cancel) and lib/pq sends each
+// statement with arguments in one exchange (binary_parameters); a Conn
+// scope then has no affinity to a server connection. Config.MaxReplicaLag
+// keeps read-only scopes off a replica found further behind its primary,
+// and session's Manager.ReadYourWrites sends a request's reads to the
+// primary until a replica has replayed its writes. The README's "Running
+// past one server" has the details and the Config of each setup.
+//
 // # Health
 //
 // Engine.Health reports ok, degraded (callers wait for a connection of a
 // pool that has none free, each pool counted on its own, SQLite's single
-// writer included; or a replica is down) or down, with the latency and the
+// writer included; or a replica is down, or lags past MaxReplicaLag) or down, with the latency and the
 // pool's figures, on a connection kept apart from the pools. HealthHandler
 // serves it as JSON to GET and HEAD for a readiness probe (503 when down,
 // and "starting" with 503 until the engine's start completes); its JSON shows no error text and no address, which go to the

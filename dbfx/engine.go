@@ -185,6 +185,11 @@ func newEngine(cfg Config, opts ...Option) (*Engine, error) {
 			return nil, err
 		}
 		sopts = append(sopts, session.WithReplicas(e.replicas.pick))
+		if e.replicas.primaryPos != nil {
+			sopts = append(sopts, session.WithReplicaPositions(func(ctx context.Context) (uint64, error) {
+				return pgPosition(ctx, e.db)
+			}, e.replicas.pickAt))
+		}
 	}
 	if !monitor.IsNop(o.mon) {
 		sopts = append(sopts, session.WithMonitor(c.Name, o.mon))
@@ -349,7 +354,10 @@ func (e *Engine) connect(ctx context.Context) error {
 
 // openReplicas opens a pool and a health connection per replica.
 func (e *Engine) openReplicas(watch connwrap.Options) error {
-	e.replicas = &replicaSet{log: e.log, driver: e.Driver(), interval: e.r.cfg.HealthInterval}
+	e.replicas = &replicaSet{log: e.log, driver: e.Driver(), interval: e.r.cfg.HealthInterval, maxLag: e.r.cfg.MaxReplicaLag}
+	if e.r.drv.SQL.Family() == dialect.Postgres {
+		e.replicas.primaryPos = func(ctx context.Context) (uint64, error) { return pgPosition(ctx, e.health) }
+	}
 	for _, rr := range e.r.replicas {
 		db, err := e.open(rr.Writer, watch)
 		if err != nil {

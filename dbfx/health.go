@@ -61,10 +61,13 @@ type Health struct {
 
 // ReplicaHealth is the state of one read replica.
 type ReplicaHealth struct {
-	Host   string        `json:"-"` // where it is (never its password); not in the JSON
-	Status Status        `json:"status"`
-	Lag    time.Duration `json:"-"` // how far it is behind the primary
-	Error  string        `json:"-"` // why it is down; not in the JSON (the engine's log has it)
+	Host   string        `json:"-"`      // where it is (never its password); not in the JSON
+	Status Status        `json:"status"` // degraded: lagging
+	Lag    time.Duration `json:"-"`      // how far it is behind the primary (see Config.MaxReplicaLag)
+	// Lagging: its lag exceeds Config.MaxReplicaLag, so it serves no reads
+	// (status degraded) until a check finds it caught up.
+	Lagging bool   `json:"lagging,omitempty"`
+	Error   string `json:"-"` // why it is down or lagging; not in the JSON (the engine's log has it)
 }
 
 // MarshalJSON writes Lag as a Go duration string ("1.5s").
@@ -122,7 +125,7 @@ const HealthTimeout = 5 * time.Second
 // has none free: the pool of a PostgreSQL or MySQL engine, SQLite's single
 // writer or its readers (each pool on its own: a writer held with callers
 // waiting is degraded however many readers are free), or when a replica
-// is down. A check that finds the database down logs the driver's error
+// is down or lags past Config.MaxReplicaLag. A check that finds the database down logs the driver's error
 // at warn on the engine's logger, once until the error changes or the
 // database answers again (logged at info).
 func (e *Engine) Health(ctx context.Context) Health {

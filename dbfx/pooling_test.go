@@ -4,14 +4,15 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enginekit/enginekit/dbfx"
 	"github.com/enginekit/enginekit/fxtest"
 )
 
-// TestValidateTransactionPooling: TransactionPooling refuses a statement
-// cache and SQLite.
-func TestValidateTransactionPooling(t *testing.T) {
+// TestValidateTransactionPoolingAndLag: TransactionPooling refuses a
+// statement cache and SQLite; MaxReplicaLag must not be negative.
+func TestValidateTransactionPoolingAndLag(t *testing.T) {
 	pg := "postgres://u@db.example:6432/app"
 	for _, c := range []struct {
 		cfg   dbfx.Config
@@ -22,6 +23,8 @@ func TestValidateTransactionPooling(t *testing.T) {
 		{dbfx.Config{DSN: "root@tcp(db:6033)/app", TransactionPooling: true}, ""},
 		{dbfx.Config{DSN: pg, TransactionPooling: true, StatementCache: 64}, "StatementCache:"},
 		{dbfx.Config{DSN: "app.db", TransactionPooling: true}, "TransactionPooling:"},
+		{dbfx.Config{DSN: pg, Replicas: []string{pg}, MaxReplicaLag: 5 * time.Second}, ""},
+		{dbfx.Config{DSN: pg, MaxReplicaLag: -time.Second}, "MaxReplicaLag:"},
 	} {
 		err := c.cfg.Validate(fxtest.Drivers()...)
 		switch {
@@ -33,11 +36,12 @@ func TestValidateTransactionPooling(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnvPooling(t *testing.T) {
+func TestConfigFromEnvPoolingAndLag(t *testing.T) {
 	t.Setenv("APP_DB_DSN", "postgres://u@h:6432/db")
 	t.Setenv("APP_DB_TRANSACTION_POOLING", "true")
+	t.Setenv("APP_DB_MAX_REPLICA_LAG", "2s")
 	c, err := dbfx.ConfigFromEnv("APP_DB")
-	if err != nil || !c.TransactionPooling {
+	if err != nil || !c.TransactionPooling || c.MaxReplicaLag != 2*time.Second {
 		t.Fatalf("got %+v, %v", c, err)
 	}
 	t.Setenv("APP_DB_TRANSACTION_POOLING", "maybe")

@@ -165,7 +165,7 @@ func TestConfigPrintsEveryField(t *testing.T) {
 		MaxOpenConns: 7, MaxIdleConns: 3, ConnMaxLifetime: time.Hour, ConnMaxIdleTime: time.Minute, AcquireTimeout: 2 * time.Second,
 		ConnectTimeout: 4 * time.Second, QueryTimeout: 5 * time.Second, SlowQuery: 6 * time.Millisecond,
 		LeakThreshold: 7 * time.Second, StatementCache: -1, TransactionPooling: true, HealthInterval: 8 * time.Second,
-		DeadPeerTimeout: 9 * time.Second, IdleCheck: -1}
+		MaxReplicaLag: 3 * time.Second, DeadPeerTimeout: 9 * time.Second, IdleCheck: -1}
 	want := fmt.Sprintf("%+v", c)
 	// What %+v would print without the methods: the same with the DSNs as they are.
 	type plain dbfx.Config
@@ -181,7 +181,7 @@ func TestConfigPrintsEveryField(t *testing.T) {
 		`"replicas":["app:xxxxx@tcp(replica:3306)/app"],"failover_addrs":["db2:3306"],"max_open_conns":7,"max_idle_conns":3,` +
 		`"conn_max_lifetime":"1h0m0s","conn_max_idle_time":"1m0s","acquire_timeout":"2s","connect_timeout":"4s",` +
 		`"query_timeout":"5s","slow_query":"6ms","leak_threshold":"7s","statement_cache":-1,"transaction_pooling":true,` +
-		`"health_interval":"8s","dead_peer_timeout":"9s","idle_check":"-1ns"}`
+		`"health_interval":"8s","max_replica_lag":"3s","dead_peer_timeout":"9s","idle_check":"-1ns"}`
 	if got, _ := json.Marshal(c); string(got) != wantJSON {
 		t.Errorf("JSON:\n got %s\nwant %s", got, wantJSON)
 	}
@@ -200,7 +200,7 @@ func TestConfigPrintsEveryField(t *testing.T) {
 		"conn_max_lifetime": time.Hour, "conn_max_idle_time": time.Minute, "acquire_timeout": 2 * time.Second,
 		"connect_timeout": 4 * time.Second, "query_timeout": 5 * time.Second, "slow_query": 6 * time.Millisecond,
 		"leak_threshold": 7 * time.Second, "statement_cache": -1, "transaction_pooling": true,
-		"health_interval":   8 * time.Second,
+		"health_interval": 8 * time.Second, "max_replica_lag": 3 * time.Second,
 		"dead_peer_timeout": 9 * time.Second, "idle_check": time.Duration(-1),
 	}
 	if n := reflect.TypeFor[dbfx.Config]().NumField(); len(wantLog) != n {

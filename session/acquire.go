@@ -19,14 +19,15 @@ const (
 	onReader
 )
 
-// readPool is the pool of a read-only scope that begins a transaction:
-// SQLite's reader pool, a replica, or nil for the writer.
-func (m *Manager) readPool(level sql.IsolationLevel) *sqlx.DB {
+// readPool is the pool of a read-only scope that begins a transaction
+// under ctx: SQLite's reader pool, a replica (see ReadYourWrites), or nil
+// for the writer.
+func (m *Manager) readPool(ctx context.Context, level sql.IsolationLevel) *sqlx.DB {
 	if m.r != nil {
 		return m.r
 	}
 	if m.cfg.replicas != nil && level != sql.LevelSerializable {
-		return m.cfg.replicas()
+		return m.pickReplica(ctx)
 	}
 	return nil
 }

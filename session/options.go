@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"database/sql"
 	"time"
 
@@ -17,6 +18,8 @@ type config struct {
 	driver         Driver
 	reader         *sqlx.DB
 	replicas       func() *sqlx.DB
+	position       func(ctx context.Context) (uint64, error) // WithReplicaPositions
+	pickAt         func(pos uint64) *sqlx.DB                 // WithReplicaPositions
 	acquireTimeout time.Duration
 	retry          RetryPolicy
 	mon            monitor.Monitor // nil: no events
@@ -48,6 +51,7 @@ func WithReader(db *sqlx.DB) Option { return func(c *config) { c.reader = db } }
 // begins its own transaction runs on the pool pick returns, unless pick
 // returns nil (no healthy replica) or the scope asks for
 // sql.LevelSerializable (a hot standby refuses it): then on the writer.
+// See ReadYourWrites for a request that must read its own writes.
 func WithReplicas(pick func() *sqlx.DB) Option { return func(c *config) { c.replicas = pick } }
 
 // WithAcquireTimeout bounds how long a scope, or a statement outside any

@@ -383,7 +383,7 @@ func (m *Manager) attempt(ctx context.Context, parent *scope, fn func(context.Co
 	} else {
 		pool := m.w
 		if acc == readOnly {
-			if r := m.readPool(c.isolation); r != nil {
+			if r := m.readPool(ctx, c.isolation); r != nil {
 				pool, s.side = r, onReader
 			}
 		}

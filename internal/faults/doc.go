@@ -52,6 +52,12 @@
 //     another client's statement; with it, statements, repository CRUD
 //     and Page, Nested savepoints, RequiresNew, read-only scopes and
 //     retried serialization failures and deadlocks all work;
+//   - replica lag: the replica's replay paused under a write; with
+//     Config.MaxReplicaLag reads leave it for the primary and Health
+//     reports it lagging, and come back once it caught up; a replica of
+//     an idle primary is not taken for a lagging one; a ctx marked by
+//     session's ReadYourWrites reads its write from the primary while
+//     others read the stale replica, and the replica once it replayed it;
 //   - an application stopped under load, with time enough to let its
 //     scopes finish and without: each scope commits or fails with
 //     session.ErrClosed or a ctx error, none is cut mid-commit, the pools
