@@ -176,6 +176,36 @@ func TestPgBouncerTransactionPooling(t *testing.T) {
 		t.Errorf("after the load: fa %d, fb %d, items %d; want %d each", fa, fb, kept, want)
 	}
 
+	// A Conn scope keeps one connection to PgBouncer, not to a server:
+	// while another client's transaction holds the server connection its
+	// first statement ran on, its next statement runs on another one.
+	var pids [2]int
+	err = m.Conn(ctx, func(ctx context.Context) error {
+		q := m.Q(ctx)
+		if err := q.GetContext(ctx, &pids[0], "SELECT pg_backend_pid()"); err != nil {
+			return err
+		}
+		// PgBouncer hands out the server connection released last: the
+		// other client's transaction takes the one just used.
+		return m.Tx(ctx, func(ctx context.Context) error {
+			var held int
+			if err := m.Q(ctx).GetContext(ctx, &held, "SELECT pg_backend_pid()"); err != nil {
+				return err
+			}
+			if err := q.GetContext(ctx, &pids[1], "SELECT pg_backend_pid()"); err != nil {
+				return err
+			}
+			if held == pids[1] {
+				return fmt.Errorf("the Conn scope's statement ran on server process %d, which a transaction holds", held)
+			}
+			return nil
+		}, session.Propagation(session.RequiresNew))
+	})
+	count("Conn scope without server affinity", err)
+	if err == nil && pids[0] == pids[1] {
+		t.Errorf("a Conn scope's two statements ran on server process %d both, though another client held it in between", pids[0])
+	}
+
 	// binary_parameters sends a []byte argument in binary: right for bytea,
 	// text and json, refused for jsonb (whose binary form starts with a
 	// version byte); a string is sent as text.
