@@ -168,6 +168,12 @@ func connector(parsed *pgx.ConnConfig, o drv.Options) driver.Connector {
 		}
 		cfg.Fallbacks = fbs
 	}
+	if o.TransactionPooling {
+		// Behind PgBouncer in transaction mode a statement prepared on one
+		// server connection is unknown on the next: pgx sends each
+		// statement unprepared, in one round trip, instead of caching it.
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelDeadline}
 	}
