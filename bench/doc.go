@@ -9,11 +9,16 @@
 // The variants:
 //
 //	sql        hand-written database/sql: QueryRowContext(...).Scan, Exec, rows.Scan
+//	pgx        (PostgreSQL only) the same hand-written database/sql on pgx's
+//	           driver (github.com/jackc/pgx/v5/stdlib, its defaults: each
+//	           connection prepares a statement once and caches it)
 //	sqlx       hand-written sqlx: GetContext and SelectContext (sqlx's reflection
 //	           scanning); writes with positional arguments (ExecContext,
 //	           QueryRowxContext), not NamedExec, which re-parses its query per call
-//	enginekit  repo.Repository over an engine from dbfx.Open (sessions for
-//	           SQLite's read-only scopes)
+//	enginekit  repo.Repository over an engine from dbfx.Open, every call
+//	           outside any scope
+//	enginekitpgx (PostgreSQL only) the same on dbfx/pgx, Config.Driver "pgx"
+//	           (enginekit keeps no statement cache there: pgx's is used)
 //	gorm       GORM without PrepareStmt
 //	gormprep   GORM with PrepareStmt
 //
@@ -55,8 +60,8 @@
 // (_query_only=1, _txlock=deferred). The single-goroutine operations all run
 // on the writer, where enginekit runs statements outside any scope. In
 // Mixed64 the reads go to the reader pool: the raw variants and GORM query it
-// directly, enginekit reads in a session ReadOnly scope (its way to the
-// reader pool); the updates queue on the one writer.
+// directly, enginekit sends them outside any scope, where a read runs on the
+// reader pool; the updates queue on the one writer.
 //
 // # Running
 //
@@ -70,4 +75,26 @@
 //
 // A server whose variable is unset is skipped (unless ENGINEKIT_TEST_REQUIRE
 // names it); SQLite always runs.
+//
+// # How cost grows
+//
+// BenchmarkScale (scale_test.go) draws curves instead of single points, for
+// sqlx, sql, pgx, enginekit and enginekitpgx: Find of a group of 10, 100,
+// 1,000 and 10,000 rows; Mixed64's mix on 1, 8, 64 and 256 goroutines over
+// the same pool of 8 (below the servers' max_connections: PostgreSQL's 100,
+// MariaDB's 151); bulk loads of 1,000 and 100,000 rows, enginekit's Load and
+// InsertMany against the hand-written fastest form (COPY through lib/pq's
+// CopyIn or pgx's CopyFrom on PostgreSQL, multi-row INSERTs of 1,000 rows in
+// one transaction elsewhere). Each point reports its cost per row (ns/row,
+// allocs/row) or per call (ns/call, and allocs/op). It is meant for a fixed
+// -benchtime and stays out of CI (.ci/run runs tests only):
+//
+//	SCALE=1 bench/run.sh        # 3 rounds; writes scale.txt, the SVGs, RESULTS.md
+//
+// or by hand, one op reading 10,000 rows or loading 100,000:
+//
+//	go test -run '^$' -bench 'Scale/db=postgres/.*/op=(Find|Load|InsertMany)/' -benchtime 1x .
+//	go test -run '^$' -bench 'Scale/db=postgres/.*/op=Mixed/' -benchtime 2000x .
+//
+// cmd/benchreport plots each curve (scale-<db>-<op>.svg) for RESULTS.md.
 package bench

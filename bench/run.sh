@@ -6,6 +6,7 @@
 #   bench/run.sh                    # the whole suite: about 20 minutes
 #   BENCH='Suite/db=postgres/' ROUNDS=3 bench/run.sh
 #   SCALE=1 bench/run.sh            # the scaling runs instead (BenchmarkScale)
+#   SCALE=1 BENCH='Scale/db=postgres/.*' bench/run.sh
 #   REPORT=1 bench/run.sh           # only rewrite RESULTS.md and the SVGs
 #
 # SCALE=1 runs BenchmarkScale, how cost grows with the size of a Find or a
@@ -50,7 +51,7 @@ rounds=${ROUNDS:-10}
 count=${COUNT:-1}
 benchtime=${BENCHTIME:-600ms}
 if [[ -n ${SCALE:-} ]]; then
-	bench=${BENCH:-Scale}
+	bench=${BENCH:-Scale/.*/.*} # Scale/db=.../impl=..., to which /op=... is added
 	rounds=${ROUNDS:-3}
 fi
 
@@ -70,6 +71,9 @@ report() {
 	if [[ -f scale.txt ]]; then
 		scale=(-scale scale.txt -scalemeta scale.meta -svg .)
 	fi
+	if [[ -f scale-notes.md ]]; then # the reading of the curves, by hand
+		scale+=(-notes scale-notes.md)
+	fi
 	go run ./cmd/benchreport -csv "$tmp/results.csv" -meta results.meta "${scale[@]}" >"$tmp/RESULTS.md"
 	cp "$tmp/RESULTS.md" RESULTS.md
 	echo "wrote $(pwd)/RESULTS.md" >&2
@@ -84,7 +88,7 @@ fi
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	if [[ -n ${SCALE:-} ]]; then
-		echo "command: go test -run '^\$' -bench '$bench/.*/op=(Find|Load|InsertMany)/' -benchtime 1x, then -bench '$bench/.*/op=Mixed/' -benchtime ${MIXED:-2000}x, $rounds times"
+		echo "command: go test -run '^\$' -bench '$bench/op=(Find|Load|InsertMany)/' -benchtime 1x, then -bench '$bench/op=Mixed/' -benchtime ${MIXED:-2000}x, $rounds times"
 	else
 		echo "command: go test -run '^\$' -bench '$bench' -benchtime $benchtime -count $count, $rounds times"
 	fi
@@ -113,9 +117,9 @@ runs() {
 			-test.count "$count" -test.timeout 60m
 		return
 	fi
-	"$tmp/bench.test" -test.run '^$' -test.bench "$bench/.*/op=(Find|Load|InsertMany)/" -test.benchtime 1x \
+	"$tmp/bench.test" -test.run '^$' -test.bench "$bench/op=(Find|Load|InsertMany)/" -test.benchtime 1x \
 		-test.timeout 60m &&
-		"$tmp/bench.test" -test.run '^$' -test.bench "$bench/.*/op=Mixed/" -test.benchtime "${MIXED:-2000}x" \
+		"$tmp/bench.test" -test.run '^$' -test.bench "$bench/op=Mixed/" -test.benchtime "${MIXED:-2000}x" \
 			-test.timeout 60m | grep '^Benchmark'
 }
 start=$SECONDS

@@ -3,6 +3,13 @@
 // the run's circumstances that run.sh collects. It asks the servers named
 // by ENGINEKIT_TEST_POSTGRES_DSN and ENGINEKIT_TEST_MYSQL_DSN, and the
 // SQLite library linked in, for their versions.
+//
+// With -scale, it also reads the go test output of the scaling runs
+// (BenchmarkScale) and writes, with -svg, one SVG per curve into that
+// directory (scale-<db>-<op>.svg: x the size or the goroutines, y the time
+// per row or per call, both on log scales, one line per variant), shown in
+// RESULTS.md's "How cost grows" with the figures and allocations. -notes
+// appends a hand-written file (the reading of the curves) after them.
 package main
 
 import (
@@ -46,12 +53,19 @@ type table struct {
 func main() {
 	csvPath := flag.String("csv", "", "benchstat's CSV output")
 	metaPath := flag.String("meta", "", "the run's circumstances, one \"key: value\" a line")
+	flag.StringVar(&scale.path, "scale", "", "go test output of the scaling runs (BenchmarkScale)")
+	flag.StringVar(&scale.meta, "scalemeta", "", "the scaling runs' circumstances")
+	flag.StringVar(&scale.svg, "svg", "", "the directory to write the curves' SVGs into")
+	flag.StringVar(&scale.notes, "notes", "", "a markdown file to append after the curves")
 	flag.Parse()
 	if err := run(*csvPath, *metaPath, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
+
+// scale is where the scaling runs' figures are, when given.
+var scale struct{ path, meta, svg, notes string }
 
 func run(csvPath, metaPath string, w io.Writer) error {
 	f, err := os.Open(csvPath)
@@ -70,6 +84,31 @@ func run(csvPath, metaPath string, w io.Writer) error {
 	servers := serverVersions()
 	bw := bufio.NewWriter(w)
 	write(bw, tables, meta, modules, servers)
+	if scale.path != "" {
+		sf, err := os.Open(scale.path)
+		if err != nil {
+			return err
+		}
+		defer sf.Close()
+		curves, err := parseScale(sf)
+		if err != nil {
+			return fmt.Errorf("%s: %w", scale.path, err)
+		}
+		smeta, _, err := readMeta(scale.meta)
+		if err != nil {
+			return err
+		}
+		if err := writeScale(bw, curves, smeta, scale.svg, servers); err != nil {
+			return err
+		}
+	}
+	if scale.notes != "" {
+		notes, err := os.ReadFile(scale.notes)
+		if err != nil {
+			return err
+		}
+		bw.Write(notes)
+	}
 	return bw.Flush()
 }
 
@@ -274,7 +313,7 @@ func write(w *bufio.Writer, tables []*table, meta, modules, servers map[string]s
 		}
 	}
 	var drivers, libs []string
-	for _, m := range []string{"github.com/lib/pq", "github.com/go-sql-driver/mysql", "github.com/mattn/go-sqlite3"} {
+	for _, m := range []string{"github.com/lib/pq", "github.com/jackc/pgx/v5", "github.com/go-sql-driver/mysql", "github.com/mattn/go-sqlite3"} {
 		if v := modules[m]; v != "" {
 			drivers = append(drivers, m+" "+v)
 		}
@@ -288,9 +327,16 @@ func write(w *bufio.Writer, tables []*table, meta, modules, servers map[string]s
 	row("Libraries", strings.Join(libs, ", "))
 	p("\n")
 
+	if warn := loadWarning(meta); warn != "" {
+		p("%s\n\n", warn)
+	}
 	p("The variants: `sqlx` hand-written sqlx (the base of every ratio), `sql` hand-written\n")
-	p("database/sql, `enginekit` repo.Repository over an engine from dbfx.Open, `gorm` GORM,\n")
-	p("`gormprep` GORM with PrepareStmt; all on the same driver, DSN and pool.\n\n")
+	p("database/sql, `pgx` (PostgreSQL only) the same hand-written database/sql on pgx's driver\n")
+	p("(github.com/jackc/pgx/v5/stdlib, which prepares and caches each statement per connection),\n")
+	p("`enginekit` repo.Repository over an engine from dbfx.Open, `enginekitpgx` (PostgreSQL only)\n")
+	p("the same on dbfx/pgx (`Config.Driver` \"pgx\"), `gorm` GORM, `gormprep` GORM with\n")
+	p("PrepareStmt; all on the same DSN and pool, and but for the pgx ones on the same driver\n")
+	p("(lib/pq on PostgreSQL).\n\n")
 	p("Each figure is the median of the runs, ± its 95%% confidence interval (benchstat). The\n")
 	p("ratio is the variant's median over hand-written sqlx's: below 1 is faster (or smaller)\n")
 	p("than sqlx. Beside it, benchstat's verdict: the change and its p-value when it is\n")
@@ -298,12 +344,23 @@ func write(w *bufio.Writer, tables []*table, meta, modules, servers map[string]s
 	p("of 8: its ns/op is wall time per operation.\n\n")
 
 	p("## Time against hand-written sqlx\n\n")
+	// Every table's variants, in the order of the first table that has
+	// each pair (the pgx variants run on PostgreSQL only).
 	var variants []string
 	for _, t := range tables {
-		for _, v := range t.variants {
-			if !contains(variants, v) {
-				variants = append(variants, v)
+		for i, v := range t.variants {
+			if contains(variants, v) {
+				continue
 			}
+			at := len(variants)
+			if i > 0 {
+				for j, w := range variants {
+					if w == t.variants[i-1] {
+						at = j + 1
+					}
+				}
+			}
+			variants = append(variants[:at], append([]string{v}, variants[at:]...)...)
 		}
 	}
 	p("| database | operation |")
@@ -311,16 +368,31 @@ func write(w *bufio.Writer, tables []*table, meta, modules, servers map[string]s
 		p(" %s |", v)
 	}
 	p("\n|---|---|%s\n", strings.Repeat("---:|", len(variants)-1))
-	for _, t := range tables {
-		for _, op := range t.ops {
-			p("| %s | %s |", dbTitle(t.db, servers), op)
-			for _, v := range variants[1:] {
-				p(" %s |", ratio(t, "sec/op", op, v, false))
+	summary := func(unit string) {
+		for _, t := range tables {
+			for _, op := range t.ops {
+				p("| %s | %s |", dbTitle(t.db, servers), op)
+				for _, v := range variants[1:] {
+					r := ratio(t, unit, op, v, false)
+					if unit == "allocs/op" { // exact counts: benchstat's verdict adds nothing
+						r = strings.TrimSuffix(r, " ~")
+					}
+					p(" %s |", r)
+				}
+				p("\n")
 			}
-			p("\n")
 		}
+		p("\n")
 	}
-	p("\n")
+	summary("sec/op")
+	p("## Allocations against hand-written sqlx\n\n")
+	p("allocs/op over sqlx's: these do not move with the machine's load.\n\n")
+	p("| database | operation |")
+	for _, v := range variants[1:] {
+		p(" %s |", v)
+	}
+	p("\n|---|---|%s\n", strings.Repeat("---:|", len(variants)-1))
+	summary("allocs/op")
 
 	for _, t := range tables {
 		title := dbTitle(t.db, servers)
@@ -389,6 +461,22 @@ func ratio(t *table, unit, op, v string, withP bool) string {
 		s += " (" + c.delta + ", " + strings.SplitN(c.p, " ", 2)[0] + ")"
 	}
 	return s
+}
+
+// loadWarning says, when the machine had more work than cores, that the
+// timings are noisy and the allocations are not.
+func loadWarning(meta map[string]string) string {
+	load, err := strconv.ParseFloat(strings.Fields(meta["load before"] + " x")[0], 64)
+	cores, err2 := strconv.Atoi(meta["cores"])
+	if err != nil || err2 != nil || load <= float64(cores) {
+		return ""
+	}
+	return fmt.Sprintf("**Taken under load.** The machine was shared with other work: a load average of %s "+
+		"on %d cores before the run (%s after). The timings are noisy (with fewer than 6 rounds "+
+		"benchstat gives no interval and calls no difference significant) and the headline time "+
+		"ratios need a quiet re-run with `bench/run.sh`; the allocation counts do not depend on "+
+		"the load and stand as measured.", strings.Fields(meta["load before"])[0], cores,
+		strings.Fields(meta["load after"] + " ?")[0])
 }
 
 func contains(xs []string, x string) bool {
