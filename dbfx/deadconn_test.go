@@ -3,6 +3,7 @@ package dbfx_test
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +103,49 @@ func warmPool(t *testing.T, e *dbfx.Engine, n int) {
 	}
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// Close succeeds when the pools' idle connections are already dead (their
+// server host crashed, a node of a cluster was killed): closing a
+// connection that is gone is not a failure of Close.
+func TestCloseWithDeadIdleConnections(t *testing.T) {
+	for _, newCfg := range []func(testing.TB) dbfx.Config{fxtest.Postgres, fxtest.MySQL} {
+		cfg := newCfg(t)
+		t.Run(cfg.Driver, func(t *testing.T) {
+			cfg, p := behindProxy(t, cfg)
+			cfg.MaxOpenConns, cfg.MaxIdleConns = 4, 4
+			e, err := dbfx.Open(testContext(t), cfg, fxtest.WithDrivers())
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			m := e.Sessions()
+			ctx := testContext(t)
+			var wg, in sync.WaitGroup
+			hold := make(chan struct{})
+			for range 4 { // four connections at once, then idle
+				wg.Add(1)
+				in.Add(1)
+				go func() {
+					defer wg.Done()
+					_ = m.Conn(ctx, func(ctx context.Context) error {
+						_, err := m.Q(ctx).ExecContext(ctx, "SELECT 1")
+						in.Done()
+						<-hold
+						return err
+					})
+				}()
+			}
+			in.Wait()
+			close(hold)
+			wg.Wait()
+			if st := e.DB().Stats(); st.Idle != 4 {
+				t.Fatalf("%d idle connections, want 4", st.Idle)
+			}
+			p.Reset()
+			if err := e.Close(context.Background()); err != nil {
+				t.Fatalf("Close with dead idle connections = %v, want nil", err)
+			}
+		})
 	}
 }

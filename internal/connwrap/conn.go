@@ -287,7 +287,17 @@ func (c *conn) Close() error {
 	if c.aging != nil {
 		c.aging.Stop()
 	}
-	return c.c.Close()
+	err := c.c.Close()
+	if err != nil && (c.nc != nil || errors.Is(err, driver.ErrBadConn) || c.w.d.Classify(c.w.tag(err)).Has(dialect.ConnLost)) {
+		// Closing a network connection only says goodbye to the server:
+		// a failure means it was gone already (its server or host died,
+		// a watch cut it; MySQL's driver then says "bad connection" in
+		// an error of its own). Nothing is left to fail, and Engine.Close
+		// must not report it. SQLite's close errors (statements still
+		// open) are kept.
+		return nil
+	}
+	return err
 }
 
 func (c *conn) Ping(ctx context.Context) error {

@@ -70,6 +70,22 @@ func (p *Proxy) Thaw() {
 	p.mu.Unlock()
 }
 
+// Reset ends every connection made so far with a TCP reset on both sides,
+// as a server host that crashed or a firewall that dropped the flow: the
+// client's next write on one fails. New connections are forwarded.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	cs := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range cs {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // close sends RST, not FIN
+		}
+		c.Close()
+	}
+}
+
 // PostgresDSN is dsn (a postgres:// URL) pointed at the proxy.
 func (p *Proxy) PostgresDSN(tb testing.TB, dsn string) string {
 	tb.Helper()
