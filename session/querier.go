@@ -339,6 +339,11 @@ func (e *staleError) Unwrap() error { return e.err }
 // every connection of the pool (SQLite's single writer), every statement
 // fails at once with ErrAcquireTimeout instead of waiting for it.
 //
+// With an acquire timeout, a call made while the pool has an idle
+// connection or room to open one takes it as database/sql does, without
+// arming a timer (a connection seen idle and taken by another caller in
+// between is waited for within the ctx).
+//
 // With prep, a statement with arguments runs as a cached prepared
 // statement. database/sql takes the connection of a prepared statement
 // itself, bounded by the ctx alone, so with an acquire timeout Exec, Get
@@ -423,7 +428,7 @@ func (q *poolQuerier) ExecContext(ctx context.Context, query string, args ...any
 	}); ran {
 		return res, err
 	}
-	if q.m.cfg.acquireTimeout <= 0 {
+	if q.m.cfg.acquireTimeout <= 0 || idleOrRoom(db) { // nothing to wait for: no timer
 		return db.ExecContext(ctx, query, args...)
 	}
 	c, err := q.conn(ctx, db, side)
@@ -520,7 +525,7 @@ func (q *poolQuerier) GetContext(ctx context.Context, dest any, query string, ar
 	}); ran {
 		return err
 	}
-	if q.m.cfg.acquireTimeout <= 0 {
+	if q.m.cfg.acquireTimeout <= 0 || idleOrRoom(db) { // nothing to wait for: no timer
 		return db.GetContext(ctx, dest, query, args...)
 	}
 	c, err := q.conn(ctx, db, side)
@@ -541,7 +546,7 @@ func (q *poolQuerier) SelectContext(ctx context.Context, dest any, query string,
 	}); ran {
 		return err
 	}
-	if q.m.cfg.acquireTimeout <= 0 {
+	if q.m.cfg.acquireTimeout <= 0 || idleOrRoom(db) { // nothing to wait for: no timer
 		return db.SelectContext(ctx, dest, query, args...)
 	}
 	c, err := q.conn(ctx, db, side)
