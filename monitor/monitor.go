@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"sync"
 	"time"
 )
 
@@ -186,6 +187,72 @@ func (p *PoolStats) AddPool(s sql.DBStats) {
 	p.MaxIdleClosed += s.MaxIdleClosed
 	p.MaxIdleTimeClosed += s.MaxIdleTimeClosed
 	p.MaxLifetimeClosed += s.MaxLifetimeClosed
+}
+
+// Add adds the figures of o to p.
+func (p *PoolStats) Add(o PoolStats) {
+	p.MaxOpen += o.MaxOpen
+	p.Open += o.Open
+	p.InUse += o.InUse
+	p.Idle += o.Idle
+	p.Waiting += o.Waiting
+	p.WaitCount += o.WaitCount
+	p.WaitDuration += o.WaitDuration
+	p.AcquireTimeouts += o.AcquireTimeouts
+	p.MaxIdleClosed += o.MaxIdleClosed
+	p.MaxIdleTimeClosed += o.MaxIdleTimeClosed
+	p.MaxLifetimeClosed += o.MaxLifetimeClosed
+	p.Leaks += o.Leaks
+	p.Scopes += o.Scopes
+}
+
+// StatsSources keeps the figure functions a StatsSink is handed, for it to
+// read when it publishes: AddStatsSource is Add. The zero value is ready;
+// it is safe for use by many goroutines.
+type StatsSources struct {
+	mu      sync.Mutex
+	sources map[*statsSource]struct{}
+}
+
+type statsSource struct {
+	name  string
+	stats func() PoolStats
+}
+
+// Add keeps stats under name until remove is called (more than once is
+// fine).
+func (s *StatsSources) Add(name string, stats func() PoolStats) (remove func()) {
+	src := &statsSource{name: name, stats: stats}
+	s.mu.Lock()
+	if s.sources == nil {
+		s.sources = map[*statsSource]struct{}{}
+	}
+	s.sources[src] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.sources, src)
+		s.mu.Unlock()
+	}
+}
+
+// Sum reads every source and returns their figures summed by name (an
+// engine with replicas, or two engines of one name, count once).
+func (s *StatsSources) Sum() map[string]PoolStats {
+	s.mu.Lock()
+	srcs := make([]*statsSource, 0, len(s.sources))
+	for src := range s.sources {
+		srcs = append(srcs, src)
+	}
+	s.mu.Unlock()
+	byName := make(map[string]PoolStats, len(srcs))
+	for _, src := range srcs {
+		st := src.stats() // outside the lock: it may take the pool's
+		t := byName[src.name]
+		t.Add(st)
+		byName[src.name] = t
+	}
+	return byName
 }
 
 // StatsSink is implemented by monitors that publish pool figures. An engine

@@ -265,3 +265,29 @@ func refusedConfigs(t *testing.T, cfg dbfx.Config) []refused {
 	t.Fatalf("no refused config for %s", cfg.Driver)
 	return nil
 }
+
+// StatsSources sums the sources of one name, and forgets a removed one
+// (removed twice without harm).
+func TestStatsSourcesSumByName(t *testing.T) {
+	var s monitor.StatsSources
+	fig := func(n int) func() monitor.PoolStats {
+		return func() monitor.PoolStats {
+			return monitor.PoolStats{MaxOpen: n, Open: n, InUse: n, Leaks: int64(n), Scopes: n, WaitDuration: time.Duration(n)}
+		}
+	}
+	rm1 := s.Add("primary", fig(1))
+	s.Add("primary", fig(2))
+	s.Add("audit", fig(5))
+	got := s.Sum()
+	if p := got["primary"]; p.MaxOpen != 3 || p.Open != 3 || p.InUse != 3 || p.Leaks != 3 || p.Scopes != 3 || p.WaitDuration != 3 {
+		t.Fatalf("primary = %+v, want every figure 3", p)
+	}
+	if a := got["audit"]; a.MaxOpen != 5 || len(got) != 2 {
+		t.Fatalf("Sum = %+v, want primary and audit (5)", got)
+	}
+	rm1()
+	rm1()
+	if p := s.Sum()["primary"]; p.MaxOpen != 2 {
+		t.Fatalf("after remove, primary = %+v, want 2", p)
+	}
+}

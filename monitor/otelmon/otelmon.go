@@ -412,7 +412,7 @@ func (m *Monitor) Pool(ctx context.Context, e monitor.PoolEvent) {
 // AddStatsSource reads an engine's pool figures at each collection until
 // remove is called.
 func (m *Monitor) AddStatsSource(name string, stats func() monitor.PoolStats) (remove func()) {
-	return m.pools.add(name, stats)
+	return m.pools.sources.Add(name, stats)
 }
 
 // setKey is what a statement's metric attributes are made of.
@@ -475,21 +475,14 @@ func (c *cache[K, V]) get(k K, newV func(K) V) V {
 
 // pools reads the engines' pool figures when the meter collects.
 type pools struct {
-	mu      sync.Mutex
-	sources map[*source]struct{}
+	sources monitor.StatsSources
 
 	count, max, pending metric.Int64ObservableUpDownCounter
 	timeouts, waits     metric.Int64ObservableCounter
 	waitTime            metric.Float64ObservableCounter
 }
 
-type source struct {
-	name  string
-	stats func() monitor.PoolStats
-}
-
 func (p *pools) register(meter metric.Meter) error {
-	p.sources = map[*source]struct{}{}
 	var errs []error
 	var err error
 	p.count, err = meter.Int64ObservableUpDownCounter("db.client.connection.count",
@@ -521,44 +514,13 @@ func (p *pools) register(meter metric.Meter) error {
 	return err
 }
 
-func (p *pools) add(name string, stats func() monitor.PoolStats) func() {
-	s := &source{name: name, stats: stats}
-	p.mu.Lock()
-	p.sources[s] = struct{}{}
-	p.mu.Unlock()
-	return func() {
-		p.mu.Lock()
-		delete(p.sources, s)
-		p.mu.Unlock()
-	}
-}
-
 var (
 	stateIdle = semconv.DBClientConnectionStateIdle
 	stateUsed = semconv.DBClientConnectionStateUsed
 )
 
 func (p *pools) observe(_ context.Context, o metric.Observer) error {
-	p.mu.Lock()
-	sources := make([]*source, 0, len(p.sources))
-	for s := range p.sources {
-		sources = append(sources, s)
-	}
-	p.mu.Unlock()
-	byName := map[string]monitor.PoolStats{}
-	for _, s := range sources {
-		st := s.stats() // outside the lock: it may take the pool's
-		t := byName[s.name]
-		t.MaxOpen += st.MaxOpen
-		t.InUse += st.InUse
-		t.Idle += st.Idle
-		t.Waiting += st.Waiting
-		t.WaitCount += st.WaitCount
-		t.WaitDuration += st.WaitDuration
-		t.AcquireTimeouts += st.AcquireTimeouts
-		byName[s.name] = t
-	}
-	for name, s := range byName {
+	for name, s := range p.sources.Sum() {
 		pool := semconv.DBClientConnectionPoolNameKey.String(name)
 		o.ObserveInt64(p.count, int64(s.Idle), metric.WithAttributes(pool, stateIdle))
 		o.ObserveInt64(p.count, int64(s.InUse), metric.WithAttributes(pool, stateUsed))

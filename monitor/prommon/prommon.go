@@ -291,7 +291,7 @@ func (m *Monitor) AddStatsSource(name string, stats func() monitor.PoolStats) (r
 		m.cancels.with([5]string{name, outcome(ok)})
 	}
 	m.dead.with([5]string{name})
-	return m.pools.add(name, stats)
+	return m.pools.sources.Add(name, stats)
 }
 
 // vecCache finds the series of a metric vector by label values without
@@ -341,21 +341,14 @@ func (c *vecCache[M]) with(lv [5]string) M {
 
 // poolCollector reads the stats sources at scrape time.
 type poolCollector struct {
-	mu      sync.Mutex
-	sources map[*statsSource]struct{}
+	sources monitor.StatsSources
 
 	count, max, pending, waits, waitTime, timeouts, closed, leaks *prometheus.Desc
-}
-
-type statsSource struct {
-	name  string
-	stats func() monitor.PoolStats
 }
 
 func newPoolCollector() *poolCollector {
 	engine := []string{"engine"}
 	return &poolCollector{
-		sources: map[*statsSource]struct{}{},
 		count: prometheus.NewDesc("db_client_connection_count",
 			"Connections open, by state: idle or used.", []string{"engine", "state"}, nil),
 		max: prometheus.NewDesc("db_client_connection_max",
@@ -376,18 +369,6 @@ func newPoolCollector() *poolCollector {
 	}
 }
 
-func (c *poolCollector) add(name string, stats func() monitor.PoolStats) func() {
-	s := &statsSource{name: name, stats: stats}
-	c.mu.Lock()
-	c.sources[s] = struct{}{}
-	c.mu.Unlock()
-	return func() {
-		c.mu.Lock()
-		delete(c.sources, s)
-		c.mu.Unlock()
-	}
-}
-
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.count, c.max, c.pending, c.waits, c.waitTime, c.timeouts, c.closed, c.leaks} {
 		ch <- d
@@ -395,32 +376,8 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	sources := make([]*statsSource, 0, len(c.sources))
-	for s := range c.sources {
-		sources = append(sources, s)
-	}
-	c.mu.Unlock()
-	byName := map[string]monitor.PoolStats{}
-	for _, s := range sources {
-		st := s.stats() // outside the lock: it may take the pool's
-		t := byName[s.name]
-		t.MaxOpen += st.MaxOpen
-		t.Open += st.Open
-		t.InUse += st.InUse
-		t.Idle += st.Idle
-		t.Waiting += st.Waiting
-		t.WaitCount += st.WaitCount
-		t.WaitDuration += st.WaitDuration
-		t.AcquireTimeouts += st.AcquireTimeouts
-		t.MaxIdleClosed += st.MaxIdleClosed
-		t.MaxIdleTimeClosed += st.MaxIdleTimeClosed
-		t.MaxLifetimeClosed += st.MaxLifetimeClosed
-		t.Leaks += st.Leaks
-		byName[s.name] = t
-	}
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
-	for name, s := range byName {
+	for name, s := range c.sources.Sum() {
 		name = strings.ToValidUTF8(name, "\uFFFD")
 		ch <- prometheus.MustNewConstMetric(c.count, gauge, float64(s.Idle), name, "idle")
 		ch <- prometheus.MustNewConstMetric(c.count, gauge, float64(s.InUse), name, "used")
