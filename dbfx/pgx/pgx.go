@@ -204,19 +204,9 @@ func (c *redactingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
 	if err != nil && c.hook {
 		var cfgErr *pgconn.ConnectError
-		if errors.As(err, &cfgErr) && cfgErr.Config != nil && cfgErr.Config.Password != "" &&
-			strings.Contains(err.Error(), cfgErr.Config.Password) {
-			return nil, &redactedError{msg: drv.Redact(err.Error(), cfgErr.Config.Password), err: err}
+		if errors.As(err, &cfgErr) && cfgErr.Config != nil {
+			return nil, drv.RedactErr(err, cfgErr.Config.Password)
 		}
 	}
 	return conn, err
 }
-
-// redactedError is a connect error whose text had the password in it.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -39,22 +38,13 @@ func (c *hookConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, err
 	}
 	conn, err := pc.Connect(ctx)
-	if err != nil && pw != "" && strings.Contains(err.Error(), pw) {
-		return nil, &redactedError{msg: drv.Redact(err.Error(), pw), err: err}
+	if err != nil {
+		return nil, drv.RedactErr(err, pw)
 	}
-	return conn, err
+	return conn, nil
 }
 
 func (c *hookConnector) Driver() driver.Driver { return &pq.Driver{} }
-
-// redactedError is a connect error whose text had the password in it.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
 
 // errNoTLS: the server answered PostgreSQL's SSLRequest with N.
 var errNoTLS = errors.New("postgres: the server does not support TLS (it refused the SSL request), and dbfx.WithTLS requires it")

@@ -261,3 +261,26 @@ func MayQuote(text string, secrets ...string) bool {
 
 // cuts are the characters at which the drivers cut a DSN.
 const cuts = `/?#@:&;=()'"\%`
+
+// RedactErr is err with secrets removed from its text, still matching
+// what err matches (errors.Is, errors.As); err itself when its text holds
+// none of them.
+func RedactErr(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if red := Redact(msg, secrets...); red != msg {
+		return &redactedError{msg: red, err: err}
+	}
+	return err
+}
+
+// redactedError is an error whose text had a secret in it.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

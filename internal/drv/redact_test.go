@@ -1,6 +1,11 @@
 package drv
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestMask(t *testing.T) {
 	for _, tt := range []struct{ give, want string }{
@@ -49,5 +54,22 @@ func TestMayQuote(t *testing.T) {
 	}
 	if !MayQuote("bad value: ab", "ab") || MayQuote("bad value", "") {
 		t.Error("short secrets")
+	}
+}
+
+// RedactErr hides a secret in an error's text and keeps what the error
+// matches; an error without one is returned as it is.
+func TestRedactErr(t *testing.T) {
+	base := errors.New(`password authentication failed for "s3cr3t-pw"`)
+	err := fmt.Errorf("connect: %w", base)
+	red := RedactErr(err, "s3cr3t-pw")
+	if strings.Contains(red.Error(), "s3cr3t-pw") || !errors.Is(red, base) {
+		t.Fatalf("RedactErr = %q (Is base: %v), want the secret gone and base still matched", red, errors.Is(red, base))
+	}
+	if got := RedactErr(err, "other"); got != err {
+		t.Fatalf("RedactErr without the secret in the text = %v, want err itself", got)
+	}
+	if RedactErr(nil, "x") != nil {
+		t.Fatal("RedactErr(nil) is not nil")
 	}
 }
