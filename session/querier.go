@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/enginekit/enginekit/internal/dialect"
+	"github.com/enginekit/enginekit/monitor"
 )
 
 // Querier runs statements. Q returns one for the scope in a context: its
@@ -353,7 +354,9 @@ func (e *staleError) Unwrap() error { return e.err }
 // taken by another caller in between is waited for within the ctx.)
 //
 // On SQLite a SELECT runs on the reader pool (WithReader) instead of
-// queueing behind the single writer connection: it sees every write
+// queueing behind the single writer connection (a statement whose main
+// statement is a SELECT, past comments and WITH's common table
+// expressions, as monitor.Operation reads it): it sees every write
 // committed before it starts, as on the writer, but not a connection's
 // TEMP tables or last_insert_rowid(), which the writer connection keeps.
 type poolQuerier struct {
@@ -366,28 +369,10 @@ type poolQuerier struct {
 
 // on returns the pool a statement runs on, and its side.
 func (q *poolQuerier) on(query string) (*sqlx.DB, poolSide) {
-	if q.reader != nil && isSelect(query) {
+	if q.reader != nil && monitor.Operation(monitor.OpQuery, query) == "SELECT" {
 		return q.reader, onReader
 	}
 	return q.db, onWriter
-}
-
-// isSelect reports whether query is a SELECT: its first word, after
-// blanks, is SELECT. (A statement that starts with a comment or WITH is
-// not taken for one.)
-func isSelect(query string) bool {
-	i := 0
-	for i < len(query) && (query[i] == ' ' || query[i] == '\t' || query[i] == '\n' || query[i] == '\r') {
-		i++
-	}
-	if len(query)-i < len("select") || !strings.EqualFold(query[i:i+6], "select") {
-		return false
-	}
-	if i += 6; i == len(query) {
-		return true
-	}
-	c := query[i]
-	return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_')
 }
 
 // connWait is how a statement run outside any scope waits for its

@@ -45,6 +45,12 @@ func TestSQLiteSelectOutsideAScopeUsesTheReaderPool(t *testing.T) {
 		if a, b := read(bounded); a != 1 || b != 1 {
 			t.Errorf("read beside the transaction: %d, %d; want 1 (its row is not committed)", a, b)
 		}
+		// A SELECT behind a comment or common table expressions is one too.
+		var n int
+		cte := m.Rebind("/* report */ WITH c AS (SELECT id FROM items WHERE id <= ?) SELECT COUNT(*) FROM c")
+		if err := m.Q(bounded).GetContext(bounded, &n, cte, 10); err != nil || n != 1 {
+			t.Errorf("WITH ... SELECT beside the transaction: %d, %v; want 1", n, err)
+		}
 		return nil
 	})
 	if err != nil {
