@@ -18,22 +18,28 @@ import (
 )
 
 // BenchmarkPointRead is the cost of the OpenTelemetry monitor on a
-// PostgreSQL point read by primary key: every span sampled and handed to
-// a batch processor whose exporter discards it, the duration recorded on
-// a meter with a reader, against an engine with no monitor. Besides the
-// time, cpu-ns/op is the CPU the test process used per read (user and
-// system, every goroutine's: the batch processor's and the GC's too),
-// which the machine's other work changes less. Compare the two with
-// benchstat:
+// PostgreSQL point read by primary key: every span sampled into an
+// exporter that discards it, the duration recorded on a meter with a
+// reader, against an engine with no monitor. monitor=otel hands the spans
+// to a batch processor, as a service does; monitor=otel-sync to a
+// synchronous one, which leaves out the batch processor's goroutine (the
+// SDK wakes it for each span ended). Besides the time, cpu-ns/op is the
+// CPU the test process used per read (user and system, every
+// goroutine's: the batch processor's and the GC's too), which the
+// machine's other work changes less. Compare them with benchstat:
 //
-//	go test -run '^$' -bench PointRead -count 10 ./monitor/otelmon/ > bench.txt
+//	go test -run '^$' -bench 'PointRead$' -count 10 ./monitor/otelmon/ > bench.txt
 //	benchstat -col /monitor bench.txt
 func BenchmarkPointRead(b *testing.B) {
-	plain, traced := benchEngines(b)
+	cfg, plain := benchDB(b)
 	for _, v := range []struct {
 		name string
 		e    *dbfx.Engine
-	}{{"none", plain}, {"otel", traced}} {
+	}{
+		{"none", plain},
+		{"otel", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, false)))},
+		{"otel-sync", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, true)))},
+	} {
 		b.Run("monitor="+v.name, func(b *testing.B) {
 			db := v.e.DB()
 			q := db.Rebind("SELECT v FROM bench WHERE id = ?")
@@ -61,7 +67,8 @@ func BenchmarkPointRead(b *testing.B) {
 //	go test -run '^$' -bench PointReadPaired -count 10 ./monitor/otelmon/ > paired.txt
 //	benchstat paired.txt
 func BenchmarkPointReadPaired(b *testing.B) {
-	plain, traced := benchEngines(b)
+	cfg, plain := benchDB(b)
+	traced := openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, false)))
 	dbs := [2]*sqlx.DB{plain.DB(), traced.DB()}
 	q := plain.DB().Rebind("SELECT v FROM bench WHERE id = ?")
 	ctx := context.Background()
@@ -88,11 +95,7 @@ func BenchmarkPointReadPaired(b *testing.B) {
 // (cpu-ns/op: the process's CPU per statement, the batch processor's
 // included).
 func BenchmarkMonitorAlone(b *testing.B) {
-	tp, mp := benchProviders(b)
-	mon, err := otelmon.New(otelmon.WithTracerProvider(tp), otelmon.WithMeterProvider(mp))
-	if err != nil {
-		b.Fatal(err)
-	}
+	mon := benchMonitor(b, false)
 	defer mon.AddEngine(monitor.EngineInfo{DB: "primary", System: monitor.PostgreSQL, Namespace: "app",
 		ServerAddress: "127.0.0.1", ServerPort: 5432})()
 	const q = `SELECT "v" FROM "bench" WHERE "id" = $1`
@@ -108,34 +111,36 @@ func BenchmarkMonitorAlone(b *testing.B) {
 	}
 }
 
-// benchProviders are a tracer provider that samples every span into a
-// batch processor whose exporter discards them, and a meter provider
-// with a reader.
-func benchProviders(b *testing.B) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()))
+// benchMonitor is a monitor whose tracer provider samples every span
+// into an exporter that discards them, through a batch processor or,
+// when sync is set, a synchronous one, and whose meter provider has a
+// reader.
+func benchMonitor(b *testing.B, sync bool) *otelmon.Monitor {
+	proc := sdktrace.WithBatcher(tracetest.NewNoopExporter())
+	if sync {
+		proc = sdktrace.WithSyncer(tracetest.NewNoopExporter())
+	}
+	tp := sdktrace.NewTracerProvider(proc, sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() {
 		_ = tp.Shutdown(context.Background())
 		_ = mp.Shutdown(context.Background())
 	})
-	return tp, mp
-}
-
-// benchEngines are two engines on one PostgreSQL database with a table
-// bench of 100 rows: one with no monitor, one with the OpenTelemetry
-// monitor on benchProviders.
-func benchEngines(b *testing.B) (plain, traced *dbfx.Engine) {
-	cfg := fxtest.Postgres(b)
-	plain = openEngine(b, cfg)
-	mustExec(b, plain, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)")
-	for i := 1; i <= 100; i++ {
-		mustExec(b, plain, "INSERT INTO bench (id, v) VALUES (?, 'value')", i)
-	}
-	tp, mp := benchProviders(b)
 	mon, err := otelmon.New(otelmon.WithTracerProvider(tp), otelmon.WithMeterProvider(mp))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return plain, openEngine(b, cfg, dbfx.WithMonitor(mon))
+	return mon
+}
+
+// benchDB is a PostgreSQL database with a table bench of 100 rows, and
+// an engine on it with no monitor.
+func benchDB(b *testing.B) (dbfx.Config, *dbfx.Engine) {
+	cfg := fxtest.Postgres(b)
+	plain := openEngine(b, cfg)
+	mustExec(b, plain, "CREATE TABLE bench (id INTEGER PRIMARY KEY, v VARCHAR(32) NOT NULL)")
+	for i := 1; i <= 100; i++ {
+		mustExec(b, plain, "INSERT INTO bench (id, v) VALUES (?, 'value')", i)
+	}
+	return cfg, plain
 }

@@ -85,8 +85,9 @@ type Monitor struct {
 	cancels    metric.Int64Counter
 
 	engines engines
+	texts   cache[textKey, *shape]
 	shapes  cache[shapeKey, *shape]
-	sets    cache[setKey, attribute.Set]
+	sets    cache[setKey, []metric.RecordOption]
 	pools   pools
 }
 
@@ -228,28 +229,52 @@ func (m *Monitor) AddEngine(info monitor.EngineInfo) func() {
 // stmtKey is the ctx key of a statement's span, put by QueryStart.
 type stmtKey struct{}
 
-// stmt is what QueryStart hands to the Query call that ends it.
+// stmt is the ctx QueryStart returns: the ctx holding the statement's
+// span, and what the Query call that ends it needs. Being a ctx itself,
+// it costs one allocation where a context.WithValue beside it would cost
+// two.
 type stmt struct {
-	span       trace.Span
-	op, target string
+	context.Context
+	span trace.Span
+	sh   *shape
+}
+
+func (s *stmt) Value(key any) any {
+	if key == (stmtKey{}) {
+		return s
+	}
+	return s.Context.Value(key)
 }
 
 // QueryStart opens the statement's span, a client span under the span in
 // ctx: the transaction's inside a transaction scope.
 func (m *Monitor) QueryStart(ctx context.Context, e monitor.QueryStart) context.Context {
 	eng := m.engines.get(e.DB)
-	st := &stmt{op: monitor.Operation(e.Op, e.SQL)}
-	if e.Op == monitor.OpExec || e.Op == monitor.OpQuery || e.Op == monitor.OpPrepare {
-		st.target = monitor.Collection(e.SQL)
-	}
-	sh := m.shapes.get(shapeKey{eng: eng, op: st.op, target: st.target}, newShape)
-	attrs := sh.attrs
+	sh := m.texts.get(textKey{eng: eng, op: e.Op, sql: e.SQL}, m.shapeOf)
+	opts := sh.start
 	if m.queryText && e.SQL != "" {
-		attrs = append(attrs[:len(attrs):len(attrs)],
-			semconv.DBQueryTextKey.String(monitor.NormalizeSQL(e.SQL, monitor.System(eng.system))))
+		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(
+			semconv.DBQueryTextKey.String(monitor.NormalizeSQL(e.SQL, monitor.System(eng.system)))))
 	}
-	ctx, st.span = m.tracer.Start(ctx, sh.name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
-	return context.WithValue(ctx, stmtKey{}, st)
+	ctx, span := m.tracer.Start(ctx, sh.name, opts...)
+	return &stmt{Context: ctx, span: span, sh: sh}
+}
+
+// textKey is a statement as QueryStart sees it.
+type textKey struct {
+	eng *engine
+	op  monitor.Op
+	sql string
+}
+
+// shapeOf is the shape of the statement k: the text is read once per
+// engine and kind, not at each statement.
+func (m *Monitor) shapeOf(k textKey) *shape {
+	sk := shapeKey{eng: k.eng, op: monitor.Operation(k.op, k.sql)}
+	if k.op == monitor.OpExec || k.op == monitor.OpQuery || k.op == monitor.OpPrepare {
+		sk.target = monitor.Collection(k.sql)
+	}
+	return m.shapes.get(sk, m.newShape)
 }
 
 // shapeKey is what the name and first attributes of a statement's span
@@ -259,50 +284,61 @@ type shapeKey struct {
 	op, target string
 }
 
-// shape is the name and first attributes of a statement's span.
+// shape is what statements of one engine, operation and table share:
+// their span's name and start options, and the options that record a
+// successful statement's duration. Each is made once, so that a
+// statement allocates only what the SDK does.
 type shape struct {
+	shapeKey
 	name  string
-	attrs []attribute.KeyValue
+	start []trace.SpanStartOption
+	ok    []metric.RecordOption
 }
 
 // newShape names a statement span as the conventions do (operation and
 // table, the operation alone, or the database system) and gives its
 // attributes.
-func newShape(k shapeKey) *shape {
-	sh := &shape{name: k.eng.system}
+func (m *Monitor) newShape(k shapeKey) *shape {
+	sh := &shape{shapeKey: k, name: k.eng.system}
 	switch {
 	case k.op != "" && k.target != "":
 		sh.name = k.op + " " + k.target
 	case k.op != "":
 		sh.name = k.op
 	}
-	sh.attrs = append(sh.attrs, k.eng.attrs...)
+	attrs := append([]attribute.KeyValue(nil), k.eng.attrs...)
 	if k.op != "" {
-		sh.attrs = append(sh.attrs, semconv.DBOperationNameKey.String(k.op))
+		attrs = append(attrs, semconv.DBOperationNameKey.String(k.op))
 	}
 	if k.target != "" {
-		sh.attrs = append(sh.attrs, semconv.DBCollectionNameKey.String(k.target))
+		attrs = append(attrs, semconv.DBCollectionNameKey.String(k.target))
 	}
-	sh.attrs = append(sh.attrs, EngineKey.String(k.eng.name))
+	attrs = append(attrs, EngineKey.String(k.eng.name))
+	sh.start = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...)}
+	sh.ok = m.sets.get(setKey{eng: k.eng, op: k.op, target: k.target}, newSet)
 	return sh
 }
 
 // Query records the statement's duration and ends its span.
 func (m *Monitor) Query(ctx context.Context, e monitor.QueryEvent) {
-	eng := m.engines.get(e.DB)
 	st, _ := ctx.Value(stmtKey{}).(*stmt)
-	var op, target string
+	var k setKey
 	if st != nil {
-		op, target = st.op, st.target
+		k = setKey{eng: st.sh.eng, op: st.sh.op, target: st.sh.target}
 	} else {
-		op = monitor.Operation(e.Op, e.SQL)
+		k = setKey{eng: m.engines.get(e.DB), op: monitor.Operation(e.Op, e.SQL)}
 		if e.Op == monitor.OpExec || e.Op == monitor.OpQuery || e.Op == monitor.OpPrepare {
-			target = monitor.Collection(e.SQL)
+			k.target = monitor.Collection(e.SQL)
 		}
 	}
-	errType := monitor.ErrorType(e.Err)
-	set := m.sets.get(setKey{eng: eng, op: op, target: target, errType: errType}, newSet)
-	m.duration.Record(ctx, e.Duration.Seconds(), metric.WithAttributeSet(set))
+	k.errType = monitor.ErrorType(e.Err)
+	var rec []metric.RecordOption
+	if st != nil && k.errType == "" {
+		rec = st.sh.ok
+	} else {
+		rec = m.sets.get(k, newSet)
+	}
+	m.duration.Record(ctx, e.Duration.Seconds(), rec...)
 	if st == nil {
 		return
 	}
@@ -315,7 +351,7 @@ func (m *Monitor) Query(ctx context.Context, e monitor.QueryEvent) {
 			span.SetAttributes(SlowKey.Bool(true))
 		}
 		if e.Err != nil {
-			setError(span, e.Err, errType)
+			setError(span, e.Err, k.errType)
 		}
 	}
 	span.End()
@@ -421,8 +457,9 @@ type setKey struct {
 	op, target, errType string
 }
 
-// newSet is the attribute set of db.client.operation.duration for k.
-func newSet(k setKey) attribute.Set {
+// newSet is the option that records db.client.operation.duration with
+// k's attributes.
+func newSet(k setKey) []metric.RecordOption {
 	attrs := make([]attribute.KeyValue, 0, len(k.eng.attrs)+3)
 	attrs = append(attrs, k.eng.attrs...)
 	if k.op != "" {
@@ -434,7 +471,7 @@ func newSet(k setKey) attribute.Set {
 	if k.errType != "" {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errType))
 	}
-	return attribute.NewSet(attrs...)
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 }
 
 // maxCached bounds each cache.
