@@ -50,11 +50,32 @@ func BenchmarkTx(b *testing.B) {
 	})
 }
 
-// BenchmarkRawTx is the same transaction on the raw pool.
+// BenchmarkRawTx is the same transaction on the raw pool, with
+// context.Background().
 func BenchmarkRawTx(b *testing.B) {
+	benchRawTx(b, false)
+}
+
+// BenchmarkRawTxCancelable is BenchmarkRawTx with a ctx that can be
+// canceled, as a request's is. Manager.Tx gives its fn such a ctx whatever
+// its caller's (Close and Timeout end it), and go-sqlite3 runs each
+// statement with arguments under a cancelable ctx on a goroutine of its
+// own, which it can interrupt; under context.Background() it runs it on
+// the caller's. On SQLite this is what a hand-written transaction costs in
+// a service.
+func BenchmarkRawTxCancelable(b *testing.B) {
+	benchRawTx(b, true)
+}
+
+func benchRawTx(b *testing.B, cancelable bool) {
 	benchEach(b, func(b *testing.B, e *dbfx.Engine) {
 		db := e.DB()
 		ctx := context.Background()
+		if cancelable {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+		}
 		query := db.Rebind(benchInsert)
 		for i := range b.N {
 			tx, err := db.BeginTxx(ctx, nil)
