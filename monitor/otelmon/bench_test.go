@@ -21,11 +21,12 @@ import (
 // PostgreSQL point read by primary key: every span sampled into an
 // exporter that discards it, the duration recorded on a meter with a
 // reader, against an engine with no monitor. monitor=otel hands the spans
-// to a batch processor, as a service does; monitor=otel-sync to a
+// to the SDK's batch processor, as a service does; monitor=otel-sync to a
 // synchronous one, which leaves out the batch processor's goroutine (the
-// SDK wakes it for each span ended). Besides the time, cpu-ns/op is the
-// CPU the test process used per read (user and system, every
-// goroutine's: the batch processor's and the GC's too), which the
+// SDK wakes it for each span ended); monitor=otel-batcher to otelmon's
+// Batcher, which wakes its goroutine once per batch. Besides the time,
+// cpu-ns/op is the CPU the test process used per read (user and system,
+// every goroutine's: the batch processor's and the GC's too), which the
 // machine's other work changes less. Compare them with benchstat:
 //
 //	go test -run '^$' -bench 'PointRead$' -count 10 ./monitor/otelmon/ > bench.txt
@@ -37,8 +38,9 @@ func BenchmarkPointRead(b *testing.B) {
 		e    *dbfx.Engine
 	}{
 		{"none", plain},
-		{"otel", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, false)))},
-		{"otel-sync", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, true)))},
+		{"otel", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, sdkBatch)))},
+		{"otel-sync", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, sdkSync)))},
+		{"otel-batcher", openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, batcher)))},
 	} {
 		b.Run("monitor="+v.name, func(b *testing.B) {
 			db := v.e.DB()
@@ -68,7 +70,7 @@ func BenchmarkPointRead(b *testing.B) {
 //	benchstat paired.txt
 func BenchmarkPointReadPaired(b *testing.B) {
 	cfg, plain := benchDB(b)
-	traced := openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, false)))
+	traced := openEngine(b, cfg, dbfx.WithMonitor(benchMonitor(b, sdkBatch)))
 	dbs := [2]*sqlx.DB{plain.DB(), traced.DB()}
 	q := plain.DB().Rebind("SELECT v FROM bench WHERE id = ?")
 	ctx := context.Background()
@@ -91,34 +93,55 @@ func BenchmarkPointReadPaired(b *testing.B) {
 }
 
 // BenchmarkMonitorAlone is the monitor's own work for one statement,
-// without a database: QueryStart and Query with every span sampled
-// (cpu-ns/op: the process's CPU per statement, the batch processor's
-// included).
+// without a database: QueryStart and Query with every span sampled, for
+// each span processor (cpu-ns/op: the process's CPU per statement, the
+// batch processor's included).
 func BenchmarkMonitorAlone(b *testing.B) {
-	mon := benchMonitor(b, false)
-	defer mon.AddEngine(monitor.EngineInfo{DB: "primary", System: monitor.PostgreSQL, Namespace: "app",
-		ServerAddress: "127.0.0.1", ServerPort: 5432})()
-	const q = `SELECT "v" FROM "bench" WHERE "id" = $1`
-	ctx := context.Background()
-	b.ReportAllocs()
-	n := 0
-	cpu := processCPU()
-	defer func() { b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(max(n, 1)), "cpu-ns/op") }()
-	for b.Loop() {
-		n++
-		sctx := mon.QueryStart(ctx, monitor.QueryStart{DB: "primary", Op: monitor.OpQuery, SQL: q})
-		mon.Query(sctx, monitor.QueryEvent{DB: "primary", Op: monitor.OpQuery, SQL: q, Duration: time.Millisecond, Rows: -1})
+	for _, p := range []processor{sdkBatch, sdkSync, batcher} {
+		b.Run("processor="+p.String(), func(b *testing.B) {
+			mon := benchMonitor(b, p)
+			defer mon.AddEngine(monitor.EngineInfo{DB: "primary", System: monitor.PostgreSQL, Namespace: "app",
+				ServerAddress: "127.0.0.1", ServerPort: 5432})()
+			const q = `SELECT "v" FROM "bench" WHERE "id" = $1`
+			ctx := context.Background()
+			b.ReportAllocs()
+			n := 0
+			cpu := processCPU()
+			defer func() { b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(max(n, 1)), "cpu-ns/op") }()
+			for b.Loop() {
+				n++
+				sctx := mon.QueryStart(ctx, monitor.QueryStart{DB: "primary", Op: monitor.OpQuery, SQL: q})
+				mon.Query(sctx, monitor.QueryEvent{DB: "primary", Op: monitor.OpQuery, SQL: q, Duration: time.Millisecond, Rows: -1})
+			}
+		})
 	}
 }
 
+// processor is the span processor of benchMonitor's tracer provider.
+type processor int
+
+const (
+	sdkBatch processor = iota // the SDK's batch processor (sdktrace.WithBatcher)
+	sdkSync                   // the SDK's synchronous one (sdktrace.WithSyncer)
+	batcher                   // otelmon.NewBatcher
+)
+
+func (p processor) String() string {
+	return [...]string{"sdk-batch", "sdk-sync", "batcher"}[p]
+}
+
 // benchMonitor is a monitor whose tracer provider samples every span
-// into an exporter that discards them, through a batch processor or,
-// when sync is set, a synchronous one, and whose meter provider has a
-// reader.
-func benchMonitor(b *testing.B, sync bool) *otelmon.Monitor {
-	proc := sdktrace.WithBatcher(tracetest.NewNoopExporter())
-	if sync {
+// into an exporter that discards them, through the processor p, and
+// whose meter provider has a reader.
+func benchMonitor(b *testing.B, p processor) *otelmon.Monitor {
+	var proc sdktrace.TracerProviderOption
+	switch p {
+	case sdkBatch:
+		proc = sdktrace.WithBatcher(tracetest.NewNoopExporter())
+	case sdkSync:
 		proc = sdktrace.WithSyncer(tracetest.NewNoopExporter())
+	case batcher:
+		proc = sdktrace.WithSpanProcessor(otelmon.NewBatcher(tracetest.NewNoopExporter()))
 	}
 	tp := sdktrace.NewTracerProvider(proc, sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))

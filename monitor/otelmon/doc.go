@@ -43,6 +43,18 @@
 // db.query.text is opt-in (WithQueryText), with the statement's literals
 // replaced by ? (monitor.NormalizeSQL).
 //
+// # Exporting spans in batches
+//
+// The monitor ends a span for each statement. The SDK's batch span
+// processor (sdktrace.WithBatcher) sends each ended span over a channel
+// to its goroutine, which wakes that goroutine for each one: on a
+// PostgreSQL point read of about 120 µs, on 2 cores, it made the read 14%
+// slower and cost 30% more CPU than no monitor. Batcher is a batch span
+// processor that wakes its goroutine once per batch (or batch timeout)
+// instead; give it to the tracer provider in place of WithBatcher:
+//
+//	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(otelmon.NewBatcher(exp)))
+//
 // # Metrics
 //
 //	db.client.operation.duration          histogram, s: every statement, BEGIN, COMMIT, ROLLBACK and prepare;
