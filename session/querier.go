@@ -248,17 +248,22 @@ func (q *scopeQuerier) runPrepared(ctx context.Context, query string, nargs int,
 		return false, nil
 	}
 	for retried := false; ; retried = true {
-		ts, ok := s.txStmt(ctx, query)
+		ts, ok, err := s.txStmt(ctx, query)
+		if err != nil {
+			return true, err
+		}
 		if !ok {
 			return false, nil
 		}
-		err := op(ts.st)
+		err = op(ts.st)
 		c := s.m.d.Classify(err)
 		if err == nil || !c.Has(dialect.Stale) || retried {
 			return true, err
 		}
 		s.tx.stmts.forget(query)
-		s.m.stmts.invalidate(ts.e)
+		if ts.e != nil {
+			s.m.stmts.invalidate(ts.e)
+		}
 		if c.Has(dialect.Aborting) {
 			return true, &staleError{err}
 		}
@@ -269,29 +274,41 @@ func (q *scopeQuerier) runPrepared(ctx context.Context, query string, nargs int,
 // transaction. It prepares one on the pool only when the pool has an idle
 // connection: the transaction holds its own, and waiting for another (on
 // SQLite's single writer, for itself) could last until its ctx ends. A
-// text it could not prepare that way is prepared after the transaction.
-func (s *scope) txStmt(ctx context.Context, query string) (txStmt, bool) {
+// text it could not prepare that way runs as it is, and is prepared after
+// the transaction; one that comes again in the same transaction (the
+// chunks of a large InsertMany, a statement in a loop) is prepared on the
+// transaction's own connection for the rest of it, so that the database
+// does not parse and plan it at every run. err is that preparation's.
+func (s *scope) txStmt(ctx context.Context, query string) (ts txStmt, ok bool, err error) {
 	t := s.tx
 	if ts, ok := t.stmts.lookup(query); ok {
-		return ts, true
+		return ts, true, nil
 	}
 	e, present := s.m.stmts.peek(s.pool, query)
 	if e == nil {
 		if present { // being prepared by another caller, which may need this very connection
-			return txStmt{}, false
+			return txStmt{}, false, nil
 		}
 		if !hasIdle(s.pool) {
-			t.stmts.miss(query)
-			return txStmt{}, false
+			if !t.stmts.miss(query) {
+				return txStmt{}, false, nil
+			}
+			st, err := t.tx.PreparexContext(ctx, query) // closed with the transaction
+			if err != nil {
+				return txStmt{}, false, err
+			}
+			ts = txStmt{st: st}
+			t.stmts.store(query, ts)
+			return ts, true, nil
 		}
 		if e = s.m.prepareBounded(ctx, s.pool, query); e == nil {
-			return txStmt{}, false
+			return txStmt{}, false, nil
 		}
 	}
-	ts := txStmt{st: t.tx.StmtxContext(ctx, e.stmt), e: e}
+	ts = txStmt{st: t.tx.StmtxContext(ctx, e.stmt), e: e}
 	e.release() // the transaction's statement keeps what it needs of e's
 	t.stmts.store(query, ts)
-	return ts, true
+	return ts, true, nil
 }
 
 // prepareMissed prepares, on the pool, the statements the transaction of

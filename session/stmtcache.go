@@ -254,7 +254,7 @@ type txStmts struct {
 
 type txStmt struct {
 	st *sqlx.Stmt
-	e  *stmtEntry // the cached statement it was bound from
+	e  *stmtEntry // the cached statement it was bound from; nil: prepared on the transaction
 }
 
 func (t *txStmts) lookup(query string) (txStmt, bool) {
@@ -281,12 +281,18 @@ func (t *txStmts) forget(query string) {
 	delete(t.byText, query)
 }
 
-func (t *txStmts) miss(query string) {
+// miss notes that query ran as it is, for want of a free connection to
+// prepare it on, and reports whether it had already in this transaction.
+func (t *txStmts) miss(query string) (again bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.missed) < maxMissed && !slices.Contains(t.missed, query) {
+	if slices.Contains(t.missed, query) {
+		return true
+	}
+	if len(t.missed) < maxMissed {
 		t.missed = append(t.missed, query)
 	}
+	return false
 }
 
 func (t *txStmts) takeMissed() []string {

@@ -235,6 +235,66 @@ func TestPreparedInTransaction(t *testing.T) {
 	})
 }
 
+// A text a transaction runs again when its pool has no connection to
+// spare for the cache (here the transaction holds the only one) is
+// prepared on the transaction's connection at its second run, and that
+// statement serves the rest of the transaction: the chunks of a large
+// InsertMany are not parsed and planned one by one.
+func TestPreparedRepeatedInATransactionWithNoConnectionToSpare(t *testing.T) {
+	eachWithMemory(t, func(t *testing.T, cfg dbfx.Config) {
+		cfg.MaxOpenConns = 1
+		e, p := openCounted(t, cfg)
+		m := e.Sessions()
+		ctx := testContext(t)
+		upd := m.Rebind("UPDATE items SET note = ? WHERE id = ? AND 3 = 3")
+		errUndo := errors.New("undo")
+		if err := m.Tx(ctx, func(ctx context.Context) error {
+			q := m.Prepared(ctx)
+			for i := 1; i <= 5; i++ {
+				res, err := q.ExecContext(ctx, upd, fmt.Sprintf("loop%d", i), i)
+				if err != nil {
+					return err
+				}
+				if n, err := res.RowsAffected(); err != nil || n != 1 {
+					return fmt.Errorf("run %d: %d rows affected, %v", i, n, err)
+				}
+			}
+			if n := p.count(upd); n != 1 {
+				t.Errorf("in the transaction the statement was prepared %d times, want 1 (at its second run)", n)
+			}
+			// A statement that fails to prepare fails as it would have run.
+			bad := m.Rebind("UPDATE no_such_table SET note = ? WHERE id = ?")
+			for range 2 {
+				if _, err := q.ExecContext(ctx, bad, "x", 1); err == nil {
+					return errors.New("an UPDATE of a table that does not exist succeeded")
+				}
+			}
+			return errUndo
+		}); !errors.Is(err, errUndo) {
+			t.Fatalf("Tx = %v, want %v", err, errUndo)
+		}
+		for i := 1; i <= 5; i++ {
+			if n, err := note(ctx, m.Q(ctx), i); err != nil || n != fmt.Sprintf("n%d", i) {
+				t.Errorf("after the rollback, note %d = %q, %v", i, n, err)
+			}
+		}
+		if err := m.Tx(ctx, func(ctx context.Context) error {
+			for i := 1; i <= 3; i++ {
+				if _, err := m.Prepared(ctx).ExecContext(ctx, upd, "kept", i); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("Tx: %v", err)
+		}
+		if n, err := note(ctx, m.Q(ctx), 3); err != nil || n != "kept" {
+			t.Errorf("after the commit, note 3 = %q, %v; want kept", n, err)
+		}
+		fxtest.RequireNoLeaks(t, e)
+	})
+}
+
 // The cache never holds more statements than its size, and the ones it
 // evicts are closed, on the server too.
 func TestStatementCacheBounded(t *testing.T) {
