@@ -75,6 +75,12 @@ report() {
 		scale+=(-notes scale-notes.md)
 	fi
 	go run ./cmd/benchreport -csv "$tmp/results.csv" -meta results.meta "${scale[@]}" >"$tmp/RESULTS.md"
+	if [[ -f targets.md ]]; then # round 2's targets, by hand
+		{
+			echo
+			cat targets.md
+		} >>"$tmp/RESULTS.md"
+	fi
 	cp "$tmp/RESULTS.md" RESULTS.md
 	echo "wrote $(pwd)/RESULTS.md" >&2
 }
