@@ -46,7 +46,7 @@ type Config struct {
 	Replicas []string `json:"replicas" yaml:"replicas" mapstructure:"replicas"`
 	// mysql only: further servers of the DSN's database, "host:port" each (a Galera cluster's
 	// other nodes); a new connection tries the server that answered last, then the next one when it
-	// is down, within ConnectTimeout (see dbfx/mysql)
+	// is down or a Galera node not ready for statements, within ConnectTimeout (see dbfx/mysql)
 	FailoverAddrs []string `json:"failover_addrs" yaml:"failover_addrs" mapstructure:"failover_addrs"`
 	// pool_size + max_overflow; default 15
 	MaxOpenConns int `json:"max_open_conns" yaml:"max_open_conns" mapstructure:"max_open_conns"`

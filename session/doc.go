@@ -72,8 +72,9 @@
 //	ErrCheck       23514 check_violation        3819 (MySQL 8), 4025 (MariaDB)    275 CHECK
 //	ErrConflict    40001, 40P01                 1213, 1205                        5 BUSY (all), 6 LOCKED (all)
 //	ErrLocked      55P03 lock_not_available     3572 (MySQL 8), 1205              -
-//	ErrConnLost    08xxx, 57P01-57P03; EOF,     1053, 1927, 4031, 2006, 2013;     -
-//	               reset, bad conn, cut         invalid connection, reset, cut
+//	ErrConnLost    08xxx, 57P01-57P03; EOF,     1053, 1927, 4031, 2006, 2013,     -
+//	               reset, bad conn, cut         1047 (Galera); invalid
+//	                                            connection, reset, cut
 //	ErrReadOnly    25006                        1792, 1836, 1290 (--read-only)    8 READONLY (all)
 //	ErrCanceled    57014 query_canceled         3024 (MySQL 8), 1969 (MariaDB),   9 INTERRUPT
 //	                                            1317

@@ -21,11 +21,13 @@ import (
 //
 // A new connection tries the current server, the one that answered
 // last, and moves on to the next (in the order given, wrapping around)
-// when it is down: the connection was refused, reset or timed out, or
-// the server said it is shutting down (1053) or full (1040). A server
-// that answers with any other error (a wrong password, an unknown
-// database) is not down: its error is returned at once, since the others
-// hold the same users and databases. The server that answers becomes the
+// when it is down: the connection was refused, reset or timed out, the
+// server said it is shutting down (1053) or full (1040), or it is a
+// Galera node not ready for statements (wsrep_ready OFF, asked once per
+// new connection; see ready). A server that answers with any other
+// error (a wrong password, an unknown database) is not down: its error
+// is returned at once, since the others hold the same users and
+// databases. The server that answers becomes the
 // current one, for every later connection of the pool and of its
 // cancels: the pool stays on it until it is down in turn (it never moves
 // back by itself, which suits a Galera cluster, whose nodes all take
@@ -125,7 +127,10 @@ func (f *failover) connect(caller, ctx context.Context, i, left int) (driver.Con
 	begun := time.Now()
 	c, err := f.conns[i].Connect(actx)
 	if err == nil {
-		return c, nil
+		if err = ready(actx, c); err == nil {
+			return c, nil
+		}
+		_ = c.Close()
 	}
 	if actx.Err() != nil && caller.Err() == nil {
 		// Its share or the connect timeout ran out, not the caller's
@@ -139,6 +144,52 @@ func (f *failover) connect(caller, ctx context.Context, i, left int) (driver.Con
 	return nil, err
 }
 
+// ready returns nil when the server of c takes statements, and a
+// *notReady when it is a Galera node outside the cluster's primary
+// component (cut off from the others, or joining): such a node accepts
+// connections but refuses every statement with 1047 until it is back,
+// so a connection to it is worth nothing. Galera runs where a wsrep
+// provider is loaded; a MariaDB without one reports wsrep_ready OFF too,
+// and MySQL nothing: both are ready.
+func ready(ctx context.Context, c driver.Conn) error {
+	q, ok := c.(driver.QueryerContext)
+	if !ok {
+		return nil
+	}
+	rows, err := q.QueryContext(ctx, "SHOW STATUS WHERE Variable_name IN ('wsrep_provider_name', 'wsrep_ready')", nil)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	status := map[string]string{}
+	v := make([]driver.Value, len(rows.Columns()))
+	for len(v) == 2 && rows.Next(v) == nil {
+		status[text(v[0])] = text(v[1])
+	}
+	if status["wsrep_provider_name"] == "" || strings.EqualFold(status["wsrep_ready"], "ON") {
+		return nil
+	}
+	return &notReady{state: status["wsrep_ready"]}
+}
+
+// text is a text column's value as the driver gives it.
+func text(v driver.Value) string {
+	switch x := v.(type) {
+	case []byte:
+		return string(x)
+	case string:
+		return x
+	}
+	return ""
+}
+
+// notReady: a Galera node that is not ready for statements (ready).
+type notReady struct{ state string }
+
+func (e *notReady) Error() string {
+	return "a Galera node not ready for statements (wsrep_ready " + e.state + "): not in the cluster's primary component"
+}
+
 // Driver is the mysql driver.
 func (f *failover) Driver() driver.Driver { return f.conns[0].Driver() }
 
@@ -147,7 +198,9 @@ func (f *failover) Driver() driver.Driver { return f.conns[0].Driver() }
 func down(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		return me.Number == 1040 || me.Number == 1053 // ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN
+		// ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, and the 1047 of a
+		// Galera node not ready for statements.
+		return me.Number == 1040 || me.Number == 1053 || me.Number == 1047
 	}
 	return true
 }

@@ -20,7 +20,8 @@
 // foreign key, 1048 and 1364 a not-null, 3819 and 4025 a check violation,
 // 3572 a locked row, 3024, 1969 and 1317 a canceled statement, 1792, 1836
 // and 1290 (--read-only) a refused write, 1053, 1927, 4031, 2006 and 2013
-// a lost connection. Package session's doc has the table of the error
+// a lost connection, and so is Galera's 1047 (a node outside the primary
+// component refuses every statement): the connection is not used again. Package session's doc has the table of the error
 // classes matched with errors.Is.
 //
 // Cancelled statements: MySQL and MariaDB run a statement to its end when
@@ -138,6 +139,9 @@ func classify(err error) dialect.Class {
 		}
 	case 1053, 1927, 4031, 2006, 2013: // server shutdown, connection killed (MariaDB), idle disconnect (MySQL 8),
 		// server gone, lost during query (the client library's codes, which a proxy may send)
+		return dialect.ConnLost | dialect.Aborting
+	case 1047: // a Galera node outside the primary component ("WSREP has not yet prepared node for
+		// application use"): it refuses every statement until it is back, so the connection is as good as lost
 		return dialect.ConnLost | dialect.Aborting
 	case 1243, 1615: // ER_UNKNOWN_STMT_HANDLER, ER_NEED_REPREPARE
 		return dialect.Stale

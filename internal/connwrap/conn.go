@@ -176,6 +176,9 @@ func (c *conn) settle(query string, err error) error {
 	class := c.w.d.Classify(err)
 	if class.Has(dialect.ConnLost) {
 		c.w.lost.Add(1) // the others may be gone too: check them at checkout
+		// Never handed out again, though its socket may still be open
+		// (a Galera node outside the primary component answers 1047).
+		c.markBroken()
 	}
 	if c.tx != nil && c.aborted == nil && class.Has(dialect.Aborting) {
 		c.aborted = err

@@ -41,7 +41,105 @@ func TestGalera(t *testing.T) {
 	}
 	t.Run("cancel", func(t *testing.T) { galeraCancel(t, dsns) })
 	t.Run("conflicts", func(t *testing.T) { galeraConflicts(t, dsns) })
+	t.Run("node not ready", func(t *testing.T) { galeraNotReady(t, dsns) })
 	t.Run("node loss", func(t *testing.T) { galeraNodeLoss(t, s, dsns) })
+}
+
+// galeraNotReady: a node cut off from the others (gmcast.isolate) keeps
+// running but leaves the cluster's primary component: it still accepts
+// connections, and refuses every statement with 1047 until it is back.
+// An engine whose DSN names that node and that holds a connection to it
+// loses that connection at its next statement (ErrConnLost, the
+// connection discarded), and its next transaction commits on another
+// node; an engine opened meanwhile passes the node over at connect. The node is then let back, and is Synced in a
+// cluster of 3 again for the faults that follow.
+func galeraNotReady(t *testing.T, dsns [3]string) {
+	galeraDDL(t, dsns, "nr", "CREATE TABLE nr (id BIGINT PRIMARY KEY)")
+	addr := func(dsn string) string {
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Addr
+	}
+	cfg := dbfx.Config{DSN: dsns[0], FailoverAddrs: []string{addr(dsns[1]), addr(dsns[2])},
+		MaxOpenConns: 1, ConnectTimeout: 10 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	write := func(e *dbfx.Engine, id int) (port string, err error) {
+		m := e.Sessions()
+		err = m.Tx(ctx, func(ctx context.Context) error {
+			if _, err := m.Q(ctx).ExecContext(ctx, "INSERT INTO nr (id) VALUES (?)", id); err != nil {
+				return err
+			}
+			return m.Q(ctx).GetContext(ctx, &port, "SELECT CAST(@@port AS CHAR)")
+		})
+		return port, err
+	}
+	onNode1 := func(port string) bool { return strings.HasSuffix(addr(dsns[0]), ":"+port) }
+	before := openEngine(t, cfg)
+	if port, err := write(before, 1); err != nil || !onNode1(port) {
+		t.Fatalf("a write before the cut: on port %s, %v; want galera1's", port, err)
+	}
+
+	node1 := direct(t, "mysql", dsns[0]) // no wsrep_sync_wait: a node cut off refuses it
+	status := func(name string) string {
+		var k, v string
+		if err := node1.QueryRowContext(ctx, "SHOW STATUS LIKE '"+name+"'").Scan(&k, &v); err != nil {
+			return "error: " + err.Error()
+		}
+		return v
+	}
+	isolate := func(on int) error {
+		_, err := node1.ExecContext(context.Background(), fmt.Sprintf("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=%d'", on))
+		return err
+	}
+	if err := isolate(1); err != nil {
+		t.Fatal(err)
+	}
+	back := false
+	defer func() {
+		if !back {
+			_ = isolate(0)
+		}
+	}()
+	pollUntil(t, time.Minute, "galera1 leaves the primary component (wsrep_ready OFF)", func() bool { return status("wsrep_ready") == "OFF" })
+	var n int
+	err := node1.QueryRowContext(ctx, "SELECT COUNT(*) FROM nr").Scan(&n)
+	if me := (*mysql.MySQLError)(nil); !errors.As(err, &me) || me.Number != 1047 {
+		t.Fatalf("a statement on galera1 cut off: %v; want error 1047", err)
+	}
+
+	// The engine opened before holds its one connection idle, to galera1:
+	// a statement on it fails with ErrConnLost (1047), and the connection
+	// is not used again.
+	_, stmtErr := before.Sessions().Q(ctx).ExecContext(ctx, "INSERT INTO nr (id) VALUES (2)")
+	if me := (*mysql.MySQLError)(nil); !errors.Is(stmtErr, session.ErrConnLost) || !errors.As(stmtErr, &me) || me.Number != 1047 {
+		t.Fatalf("a statement on the engine's connection to galera1, cut off: %v; want ErrConnLost with error 1047", stmtErr)
+	}
+	port, err := write(before, 2)
+	if err != nil || onNode1(port) {
+		t.Fatalf("the next write of that engine: on port %s, %v; want another node", port, err)
+	}
+	t.Logf("galera1 cut off: the engine's statement failed with %v, then its write committed on port %s", stmtErr, port)
+	after := openEngine(t, cfg)
+	if port, err := write(after, 3); err != nil || onNode1(port) {
+		t.Fatalf("a write by an engine opened while galera1 is cut off: on port %s, %v; want another node", port, err)
+	}
+	if err := galeraDirect(t, dsns[1]).QueryRowContext(ctx, "SELECT COUNT(*) FROM nr").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("rows on galera2: %d, %v; want 3", n, err)
+	}
+
+	if err := isolate(0); err != nil {
+		t.Fatal(err)
+	}
+	back = true
+	pollUntil(t, 2*time.Minute, "galera1 is Synced in a cluster of 3 again", func() bool {
+		return status("wsrep_ready") == "ON" && status("wsrep_local_state_comment") == "Synced" && status("wsrep_cluster_size") == "3"
+	})
+	if err := galeraDirect(t, dsns[0]).QueryRowContext(ctx, "SELECT COUNT(*) FROM nr").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("rows on galera1 once back: %d, %v; want 3", n, err)
+	}
 }
 
 // galeraDirect opens a pool on one node whose reads first wait until the
