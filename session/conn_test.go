@@ -107,7 +107,11 @@ func TestTimeoutOfAnInnerScope(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		}
-		timeout := session.Timeout(20 * time.Millisecond)
+		// The deadline must pass while fn waits, after its statement: a
+		// statement cut by its deadline on MySQL has its connection
+		// killed, and the outer transaction with it. 20ms was too short
+		// for the nested scope's SAVEPOINT and INSERT on a loaded machine.
+		timeout := session.Timeout(500 * time.Millisecond)
 		err := m.Tx(ctx, func(ctx context.Context) error {
 			if err := insert(ctx, m, 1); err != nil {
 				return err
