@@ -51,17 +51,12 @@ func TestGalera(t *testing.T) {
 // An engine whose DSN names that node and that holds a connection to it
 // loses that connection at its next statement (ErrConnLost, the
 // connection discarded), and its next transaction commits on another
-// node; an engine opened meanwhile passes the node over at connect. The node is then let back, and is Synced in a
-// cluster of 3 again for the faults that follow.
+// node; an engine opened meanwhile passes the node over at connect. The
+// node is then let back, and is Synced in a cluster of 3 again for the
+// faults that follow.
 func galeraNotReady(t *testing.T, dsns [3]string) {
 	galeraDDL(t, dsns, "nr", "CREATE TABLE nr (id BIGINT PRIMARY KEY)")
-	addr := func(dsn string) string {
-		cfg, err := mysql.ParseDSN(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg.Addr
-	}
+	addr := func(dsn string) string { return galeraAddr(t, dsn) }
 	cfg := dbfx.Config{DSN: dsns[0], FailoverAddrs: []string{addr(dsns[1]), addr(dsns[2])},
 		MaxOpenConns: 1, ConnectTimeout: 10 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -140,6 +135,16 @@ func galeraNotReady(t *testing.T, dsns [3]string) {
 	if err := galeraDirect(t, dsns[0]).QueryRowContext(ctx, "SELECT COUNT(*) FROM nr").Scan(&n); err != nil || n != 3 {
 		t.Fatalf("rows on galera1 once back: %d, %v; want 3", n, err)
 	}
+}
+
+// galeraAddr is the host:port of a node's DSN.
+func galeraAddr(t *testing.T, dsn string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Addr
 }
 
 // galeraDirect opens a pool on one node whose reads first wait until the
@@ -429,13 +434,7 @@ func merge(a, b map[int]int64) map[int]bool {
 // holds every transaction reported committed.
 func galeraNodeLoss(t *testing.T, s servers, dsns [3]string) {
 	galeraDDL(t, dsns, "fb", "CREATE TABLE fa (id BIGINT PRIMARY KEY)", "CREATE TABLE fb (id BIGINT PRIMARY KEY)")
-	addr := func(dsn string) string {
-		cfg, err := mysql.ParseDSN(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg.Addr
-	}
+	addr := func(dsn string) string { return galeraAddr(t, dsn) }
 	// Opened here rather than by openEngine: its Close is part of the
 	// row (see below).
 	cfg := dbfx.Config{DSN: dsns[0], FailoverAddrs: []string{addr(dsns[1]), addr(dsns[2])},
