@@ -57,7 +57,9 @@
 // SQLite (a file in a temporary directory): every variant gets what enginekit
 // opens, a writer pool of one connection (WAL, _txlock=immediate,
 // _busy_timeout=5000) and a reader pool of 8 query-only connections
-// (_query_only=1, _txlock=deferred). The single-goroutine operations all run
+// (_query_only=1, _txlock=deferred). enginekit's connections also keep
+// go-sqlite3's statement cache (_stmt_cache_size=64), a default of its
+// SQLite driver that the hand-written variants do not set. The single-goroutine operations all run
 // on the writer, where enginekit runs statements outside any scope. In
 // Mixed64 the reads go to the reader pool: the raw variants and GORM query it
 // directly, enginekit sends them outside any scope, where a read runs on the
