@@ -165,7 +165,8 @@ func (b *Batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 }
 
-// Dropped is the number of spans dropped because the queue was full.
+// Dropped is the number of spans dropped because the queue was full, or
+// because Shutdown's ctx ended before they were exported.
 func (b *Batcher) Dropped() uint64 { return b.dropped.Load() }
 
 // ForceFlush exports the spans queued before the call. It returns when
@@ -199,8 +200,9 @@ func (b *Batcher) ForceFlush(ctx context.Context) error {
 // Shutdown exports the spans queued, calls the exporter's Shutdown and
 // stops the Batcher's goroutine. It returns with ctx's error when ctx
 // ends first: the goroutine then stops as soon as the export under way
-// returns, still calling the exporter's Shutdown. Calls after the first
-// do nothing and return nil.
+// returns, still calling the exporter's Shutdown; the spans it did not
+// export are counted in Dropped. Calls after the first do nothing and
+// return nil.
 func (b *Batcher) Shutdown(ctx context.Context) error {
 	var req *flushReq
 	b.once.Do(func() {
@@ -242,8 +244,10 @@ func (b *Batcher) run() {
 		case req := <-b.shutdown:
 			err := b.flush(req.ctx)
 			b.mu.Lock()
-			b.queue = nil // what ctx left unexported is dropped
+			left := len(b.queue) // what ctx left unexported is dropped
+			b.queue = nil
 			b.mu.Unlock()
+			b.dropped.Add(uint64(left))
 			req.done <- errors.Join(err, b.exp.Shutdown(req.ctx))
 			return
 		}

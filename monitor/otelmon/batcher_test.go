@@ -342,6 +342,9 @@ func TestBatcherShutdownHonoursCtx(t *testing.T) {
 	if n := exp.shutdowns.Load(); n != 1 {
 		t.Errorf("exporter's Shutdown called %d times, want 1", n)
 	}
+	if n := b.Dropped(); n != 1 {
+		t.Errorf("Dropped: %d, want 1 (the span queued behind the blocked export)", n)
+	}
 }
 
 func TestBatcherNeverCallsTheExporterConcurrently(t *testing.T) {
