@@ -69,6 +69,8 @@
 //	enginekit.db.client.connection.wait_time.total s, their total time
 //	enginekit.db.client.connection.dead            connections found dead at checkout, discarded
 //	enginekit.db.client.operation.cancels          statements stopped on the server when their ctx ended
+//	enginekit.db.client.transaction.retries        {retry}: transactions run again after a retryable failure;
+//	                                               enginekit.engine, error.type, enginekit.transaction.label
 //
 // The histograms have the conventions' bucket bounds (DurationBuckets).
 // The connection metrics carry db.client.connection.pool.name, the

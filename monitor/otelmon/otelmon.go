@@ -83,6 +83,7 @@ type Monitor struct {
 	createTime metric.Float64Histogram
 	dead       metric.Int64Counter
 	cancels    metric.Int64Counter
+	retries    metric.Int64Counter
 
 	engines engines
 	texts   cache[textKey, *shape]
@@ -134,6 +135,10 @@ func New(opts ...Option) (*Monitor, error) {
 	m.cancels, err = meter.Int64Counter("enginekit.db.client.operation.cancels",
 		metric.WithDescription("Statements whose context ended, stopped on the server by enginekit."),
 		metric.WithUnit("{operation}"))
+	add(err)
+	m.retries, err = meter.Int64Counter("enginekit.db.client.transaction.retries",
+		metric.WithDescription("Transactions run again by their scope after a retryable failure."),
+		metric.WithUnit("{retry}"))
 	add(err)
 	add(m.pools.register(meter))
 	if err := errors.Join(errs...); err != nil {
@@ -392,13 +397,14 @@ func (m *Monitor) TxStart(ctx context.Context, e monitor.TxStart) context.Contex
 // fails to begin, and adds RetryEvent to the caller's span on a retry.
 func (m *Monitor) Tx(ctx context.Context, e monitor.TxEvent) {
 	if e.Kind == monitor.TxRetry {
+		errType := semconv.ErrorTypeKey.String(monitor.ErrorType(e.Err))
+		counted := []attribute.KeyValue{EngineKey.String(e.DB), errType}
+		if e.Label != "" {
+			counted = append(counted, TxLabelKey.String(e.Label))
+		}
+		m.retries.Add(ctx, 1, metric.WithAttributes(counted...))
 		if span := trace.SpanFromContext(ctx); span.IsRecording() {
-			attrs := []attribute.KeyValue{EngineKey.String(e.DB), TxAttemptKey.Int(e.Attempt),
-				semconv.ErrorTypeKey.String(monitor.ErrorType(e.Err))}
-			if e.Label != "" {
-				attrs = append(attrs, TxLabelKey.String(e.Label))
-			}
-			span.AddEvent(RetryEvent, trace.WithAttributes(attrs...))
+			span.AddEvent(RetryEvent, trace.WithAttributes(append(counted, TxAttemptKey.Int(e.Attempt))...))
 		}
 		return
 	}

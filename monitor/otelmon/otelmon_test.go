@@ -188,6 +188,15 @@ func TestTransactionSpans(t *testing.T) {
 			t.Errorf("request's events = %v, want one %s%s", ev, otelmon.RetryEvent, wantEvent)
 		}
 
+		// enginekit.db.client.transaction.retries: the one retry, with its
+		// engine, failure class and label.
+		retries := s.metric(t, "enginekit.db.client.transaction.retries").Data.(metricdata.Sum[int64])
+		if len(retries.DataPoints) != 1 || retries.DataPoints[0].Value != 1 || !retries.IsMonotonic ||
+			!has(attrs(retries.DataPoints[0].Attributes.ToSlice()), map[string]string{"enginekit.engine": e.Name(),
+				"error.type": "duplicate", "enginekit.transaction.label": "transfer"}) {
+			t.Errorf("retries = %+v, want one point of 1 with the engine, error.type duplicate and the label", retries.DataPoints)
+		}
+
 		// db.client.operation.duration: by operation, table and error.
 		dur := s.metric(t, "db.client.operation.duration")
 		if dur.Unit != "s" {
