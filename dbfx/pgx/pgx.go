@@ -54,7 +54,7 @@ func Driver() dbfx.Driver {
 		Package:          "github.com/enginekit/enginekit/dbfx/pgx",
 		SQL:              dialect.New(dialect.Postgres, classify),
 		Resolve:          resolve,
-		Permanent:        permanent,
+		Permanent:        drv.PermanentSQLState,
 		ConnectHooks:     true,
 		CachesStatements: true,
 		CopyFrom:         copyFrom,
@@ -66,16 +66,6 @@ func classify(err error) dialect.Class {
 		return dialect.Aborting
 	}
 	return dialect.ClassifySQLState(err)
-}
-
-// permanent: a server that answered refuses for good (bad password,
-// unknown database), unless it is starting up.
-func permanent(err error) (bool, bool) {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code != "57P03", true // cannot_connect_now: starting up
-	}
-	return false, false
 }
 
 // cancelDeadline is how long after its cancel request a statement whose

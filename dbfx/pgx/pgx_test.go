@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/enginekit/enginekit/dbfx/pgx"
 	"github.com/enginekit/enginekit/dbfx/postgres"
 	"github.com/enginekit/enginekit/internal/testdb"
+	"github.com/enginekit/enginekit/monitor"
 	"github.com/enginekit/enginekit/repo"
 	"github.com/enginekit/enginekit/session"
 )
@@ -493,5 +495,46 @@ func TestTransactionPoolingPreparesNothing(t *testing.T) {
 		if (prepared > 0) == pooling {
 			t.Fatalf("TransactionPooling %v: %d statements prepared on the server", pooling, prepared)
 		}
+	}
+}
+
+// connectFailures counts the connects an engine saw fail.
+type connectFailures struct {
+	monitor.Monitor
+	n atomic.Int64
+}
+
+func (c *connectFailures) Pool(_ context.Context, e monitor.PoolEvent) {
+	if e.Kind == monitor.PoolConnectFailed {
+		c.n.Add(1)
+	}
+}
+
+// A mistyped DSN that the server refuses for good (here an unknown
+// database, 3D000) fails Open at the first connect on both PostgreSQL
+// drivers, rather than being tried again until ConnectTimeout (11 connects
+// in 5s when every failure is retried).
+func TestOpenRefusedForGoodIsNotRetried(t *testing.T) {
+	u, err := url.Parse(testdb.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/enginekit_no_such_database"
+	for _, d := range []dbfx.Driver{pgx.Driver(), postgres.Driver()} {
+		t.Run(d.Spec().Name, func(t *testing.T) {
+			failures := &connectFailures{Monitor: monitor.Nop()}
+			e, err := dbfx.Open(testContext(t), dbfx.Config{DSN: u.String(), ConnectTimeout: 5 * time.Second},
+				dbfx.WithDriver(d), dbfx.WithMonitor(failures))
+			if err == nil {
+				_ = e.Close(context.Background())
+				t.Fatal("Open of a database that does not exist succeeded")
+			}
+			if !errors.Is(err, dbfx.ErrConnect) || !strings.Contains(err.Error(), "3D000") && !strings.Contains(err.Error(), "does not exist") {
+				t.Errorf("Open: %v, want ErrConnect naming the missing database", err)
+			}
+			if n := failures.n.Load(); n != 1 {
+				t.Errorf("%d connects failed, want 1: a refusal for good is not retried", n)
+			}
+		})
 	}
 }

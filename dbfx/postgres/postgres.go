@@ -52,7 +52,7 @@ func Driver() dbfx.Driver {
 		Package:      "github.com/enginekit/enginekit/dbfx/postgres",
 		SQL:          dialect.New(dialect.Postgres, classify),
 		Resolve:      resolve,
-		Permanent:    permanent,
+		Permanent:    drv.PermanentSQLState,
 		ConnectHooks: true,
 		CopyFrom:     copyFrom,
 	}
@@ -63,16 +63,6 @@ func classify(err error) dialect.Class {
 		return dialect.Aborting
 	}
 	return dialect.ClassifySQLState(err)
-}
-
-// permanent: a server that answered refuses for good (bad password,
-// unknown database), unless it is starting up.
-func permanent(err error) (bool, bool) {
-	var pe interface{ SQLState() string }
-	if errors.As(err, &pe) {
-		return pe.SQLState() != "57P03", true // cannot_connect_now: starting up
-	}
-	return false, false
 }
 
 // resolve parses dsn with lib/pq's own parser, as lib/pq's connector

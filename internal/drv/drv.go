@@ -44,6 +44,7 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql/driver"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -204,4 +205,16 @@ type Canceller interface {
 	// running (it was stopped, or it had ended); an error: it may still be
 	// running (the cancel failed, or was not attempted for safety).
 	Cancel(ctx context.Context, identity any) error
+}
+
+// PermanentSQLState is Driver.Permanent for PostgreSQL, whichever driver
+// returned the error (one with a SQLState method): a server that answered
+// refuses for good (a wrong password, an unknown database), unless it is
+// starting up (57P03, cannot_connect_now).
+func PermanentSQLState(err error) (permanent, known bool) {
+	var pe interface{ SQLState() string }
+	if errors.As(err, &pe) {
+		return pe.SQLState() != "57P03", true
+	}
+	return false, false
 }

@@ -117,16 +117,7 @@ func TestPostgresFailover(t *testing.T) {
 	// pg-ha2 nothing but reads until it is promoted). The last on pg-ha1
 	// is within a few milliseconds of the kill (32 writers commit about
 	// every 10ms between them): the outage is counted from it.
-	var lastOld, firstNew time.Time
-	for _, a := range attempts {
-		switch {
-		case a.err != nil:
-		case a.ended.Before(down) && a.ended.After(lastOld):
-			lastOld = a.ended
-		case a.ended.After(down) && (firstNew.IsZero() || a.ended.Before(firstNew)):
-			firstNew = a.ended
-		}
-	}
+	lastOld, firstNew := outage(attempts, down)
 	if firstNew.IsZero() {
 		t.Fatal("no transaction committed after the failover")
 	}

@@ -510,16 +510,7 @@ func galeraNodeLoss(t *testing.T, s servers, dsns [3]string) {
 	}
 
 	// The outage: from the last commit before the kill to the first after.
-	var lastOld, firstNew time.Time
-	for _, a := range attempts {
-		switch {
-		case a.err != nil:
-		case a.ended.Before(down) && a.ended.After(lastOld):
-			lastOld = a.ended
-		case a.ended.After(down) && (firstNew.IsZero() || a.ended.Before(firstNew)):
-			firstNew = a.ended
-		}
-	}
+	lastOld, firstNew := outage(attempts, down)
 	if firstNew.IsZero() {
 		t.Fatal("no transaction committed after the kill")
 	}

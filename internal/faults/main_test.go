@@ -721,6 +721,22 @@ func failedAfter(attempts []attempt, t time.Time) []attempt {
 	return out
 }
 
+// outage is when writes stopped and started again around down (a kill):
+// the last commit that returned before it and the first after it (zero
+// when none did).
+func outage(attempts []attempt, down time.Time) (lastOld, firstNew time.Time) {
+	for _, a := range attempts {
+		switch {
+		case a.err != nil:
+		case a.ended.Before(down) && a.ended.After(lastOld):
+			lastOld = a.ended
+		case a.ended.After(down) && (firstNew.IsZero() || a.ended.Before(firstNew)):
+			firstNew = a.ended
+		}
+	}
+	return lastOld, firstNew
+}
+
 // checkTimes fails the test for a transaction that took longer than
 // limit: it hung instead of failing.
 func checkTimes(t *testing.T, attempts []attempt, limit time.Duration) time.Duration {
