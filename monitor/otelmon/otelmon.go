@@ -255,7 +255,13 @@ func (s *stmt) Value(key any) any {
 // ctx: the transaction's inside a transaction scope.
 func (m *Monitor) QueryStart(ctx context.Context, e monitor.QueryStart) context.Context {
 	eng := m.engines.get(e.DB)
-	sh := m.texts.get(textKey{eng: eng, op: e.Op, sql: e.SQL}, m.shapeOf)
+	k := textKey{eng: eng, op: e.Op, sql: e.SQL}
+	var sh *shape
+	if len(e.SQL) <= maxCachedText {
+		sh = m.texts.get(k, m.shapeOf)
+	} else {
+		sh = m.shapeOf(k) // too long to keep: read at each statement
+	}
 	opts := sh.start
 	if m.queryText && e.SQL != "" {
 		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(
@@ -482,6 +488,12 @@ func newSet(k setKey) []metric.RecordOption {
 
 // maxCached bounds each cache.
 const maxCached = 4096
+
+// maxCachedText bounds the statement texts the texts cache keeps, so that
+// it holds at most maxCached*maxCachedText bytes of them (16 MiB): a
+// longer text, such as a large multi-row INSERT, is read at each
+// statement.
+const maxCachedText = 4096
 
 // cache keeps the values made for each key (span shapes, attribute
 // sets), so that a statement allocates none. Reads are lock-free; a new
